@@ -1,0 +1,23 @@
+# Cairn build entry points. `make run` and `make test` are the two commands a
+# fresh machine needs (see README.md).
+GO      ?= go
+BIN     := bin/cairn
+GOFILES := $(shell find . -name '*.go' -not -path './.git/*' -not -path './bin/*')
+
+.PHONY: build run test lint clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/cairn
+
+run: build
+	$(BIN) network up
+
+test: lint
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+lint:
+	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin .cairn

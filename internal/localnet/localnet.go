@@ -1,0 +1,406 @@
+// Package localnet owns the local consortium that `cairn network up` runs: it
+// writes the network description, crypto material, genesis block and node
+// configurations into one folder, starts every orderer, peer and chaincode as a
+// process of the cairn binary on 127.0.0.1, creates and joins the channel,
+// deploys the sample chaincode through _lifecycle, and writes network.json.
+// Down stops the processes recorded in the folder. Tests drive networks with
+// the same code.
+package localnet
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"gopkg.in/yaml.v3"
+
+	"github.com/cairn-ledger/cairn/internal/channelconfig"
+	"github.com/cairn-ledger/cairn/internal/cryptogen"
+	"github.com/cairn-ledger/cairn/internal/netconfig"
+)
+
+// Options configure Up.
+type Options struct {
+	// Dir is the network folder; it is created and must not hold a running network.
+	Dir string
+	// Binary is the cairn executable to run nodes with.
+	Binary string
+	// Network describes the consortium; nil means netconfig.Default().
+	Network *netconfig.Network
+	// Progress receives human-readable progress lines; nil discards them.
+	Progress io.Writer
+	// Timeout bounds the whole bring-up (default 2 minutes).
+	Timeout time.Duration
+	// NoSync makes nodes skip fsync (faster tests; never for real data).
+	NoSync bool
+}
+
+// Network is a running local network started by Up.
+type Network struct {
+	Dir   string
+	Info  *Info
+	net   *netconfig.Network
+	procs []*Process
+	opts  Options
+}
+
+// ChaincodeLabel is the label of the sample chaincode package deployed as "basic".
+const ChaincodeLabel = "basic_1.0"
+
+// Up brings a network up and returns once the sample chaincode answers. On
+// failure it stops whatever it started.
+func Up(ctx context.Context, opts Options) (_ *Network, err error) {
+	if opts.Network == nil {
+		opts.Network = netconfig.Default()
+	}
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 2 * time.Minute
+	}
+	if opts.Binary == "" {
+		return nil, errors.New("localnet: no cairn binary given")
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if s, err := loadState(dir); err == nil {
+		for _, p := range s.Processes {
+			if alive(p.PID) {
+				return nil, fmt.Errorf("a network is already running in %s (process %s, pid %d): run 'cairn network down --dir %s' first", dir, p.Name, p.PID, opts.Dir)
+			}
+		}
+	}
+	// A fresh folder each time: old ledgers would not match new crypto material.
+	for _, sub := range []string{"crypto", "nodes", "logs", "artifacts", "chaincode", StateFile, InfoFile, "network.yaml"} {
+		if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
+			return nil, fmt.Errorf("clean %s: %w", dir, err)
+		}
+	}
+	for _, sub := range []string{"nodes", "logs", "artifacts", "chaincode"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+
+	n := &Network{Dir: dir, net: opts.Network, opts: opts}
+	defer func() {
+		if err != nil {
+			n.Stop()
+		}
+	}()
+	say := func(format string, args ...any) { fmt.Fprintf(opts.Progress, format+"\n", args...) }
+
+	if err := n.assignPorts(); err != nil {
+		return nil, err
+	}
+	rawNet, err := yaml.Marshal(n.net)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "network.yaml"), rawNet, 0o644); err != nil {
+		return nil, err
+	}
+	say("» generating crypto material")
+	if err := cryptogen.Generate(n.net, n.cryptoDir()); err != nil {
+		return nil, err
+	}
+	say("» building genesis block of channel %s", n.net.Channel.Name)
+	genesis, err := channelconfig.Genesis(n.net, n.cryptoDir())
+	if err != nil {
+		return nil, err
+	}
+	genesisBytes, err := proto.Marshal(genesis)
+	if err != nil {
+		return nil, err
+	}
+	genesisPath := filepath.Join(dir, "artifacts", n.net.Channel.Name+".block")
+	if err := os.WriteFile(genesisPath, genesisBytes, 0o644); err != nil {
+		return nil, err
+	}
+
+	say("» starting orderers and peers")
+	if err := n.startNodes(ctx); err != nil {
+		return nil, err
+	}
+	say("» creating channel %s on the orderers", n.net.Channel.Name)
+	if err := n.joinOrderers(ctx, genesisBytes); err != nil {
+		return nil, err
+	}
+	say("» joining peers to channel %s", n.net.Channel.Name)
+	if err := n.joinPeers(ctx, genesisBytes); err != nil {
+		return nil, err
+	}
+	n.Info = n.buildInfo()
+	if err := writeJSON(filepath.Join(dir, InfoFile), n.Info); err != nil {
+		return nil, err
+	}
+	say("» deploying chaincode basic")
+	if err := n.deployBasic(ctx); err != nil {
+		return nil, err
+	}
+	n.Info.Chaincodes = []string{"basic"}
+	if err := writeJSON(filepath.Join(dir, InfoFile), n.Info); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Network) cryptoDir() string { return filepath.Join(n.Dir, "crypto") }
+
+func (n *Network) layout() cryptogen.Layout { return cryptogen.Layout{Root: n.cryptoDir()} }
+
+// assignPorts gives every node port left at 0 a free one.
+func (n *Network) assignPorts() error {
+	pick := func(p *int, host string) error {
+		if *p != 0 {
+			return nil
+		}
+		port, err := freePort(host)
+		if err != nil {
+			return fmt.Errorf("find a free port: %w", err)
+		}
+		*p = port
+		return nil
+	}
+	for i := range n.net.OrdererOrgs {
+		for j := range n.net.OrdererOrgs[i].Orderers {
+			nd := &n.net.OrdererOrgs[i].Orderers[j]
+			for _, p := range []*int{&nd.Port, &nd.AdminPort, &nd.OperationsPort} {
+				if err := pick(p, nd.Host); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for i := range n.net.PeerOrgs {
+		for j := range n.net.PeerOrgs[i].Peers {
+			nd := &n.net.PeerOrgs[i].Peers[j]
+			for _, p := range []*int{&nd.Port, &nd.OperationsPort} {
+				if err := pick(p, nd.Host); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (n *Network) saveState() error {
+	return writeJSON(filepath.Join(n.Dir, StateFile), state{Processes: n.procs})
+}
+
+// startNodes writes each node's configuration and starts it.
+func (n *Network) startNodes(ctx context.Context) error {
+	l := n.layout()
+	for _, org := range n.net.OrdererOrgs {
+		for _, nd := range org.Orderers {
+			full := nd.FullName(org.Domain)
+			nodeDir := filepath.Join(n.Dir, "nodes", full)
+			cfg := map[string]any{
+				"listenAddress":           nd.Address(),
+				"adminListenAddress":      fmt.Sprintf("%s:%d", nd.Host, nd.AdminPort),
+				"operationsListenAddress": fmt.Sprintf("%s:%d", nd.Host, nd.OperationsPort),
+				"dataDir":                 filepath.Join(nodeDir, "data"),
+				"mspId":                   org.MSPID,
+				"mspDir":                  l.NodeMSPDir(false, org.Domain, full),
+				"tls": map[string]any{
+					"certFile": l.NodeTLSCertPath(false, org.Domain, full),
+					"keyFile":  l.NodeTLSKeyPath(false, org.Domain, full),
+					"rootCAs":  []string{l.TLSCACertPath(false, org.Domain)},
+				},
+				"admin": map[string]any{"clientRootCAs": []string{l.TLSCACertPath(false, org.Domain)}},
+				"noSync": n.opts.NoSync,
+			}
+			p := &Process{Name: full, Role: "orderer", Org: org.MSPID, Address: nd.Address(),
+				OperationsAddress: fmt.Sprintf("%s:%d", nd.Host, nd.OperationsPort)}
+			if err := n.launch(nodeDir, "orderer", cfg, p); err != nil {
+				return err
+			}
+		}
+	}
+	for _, org := range n.net.PeerOrgs {
+		for _, nd := range org.Peers {
+			full := nd.FullName(org.Domain)
+			nodeDir := filepath.Join(n.Dir, "nodes", full)
+			var clientRoots []string
+			for _, o := range n.net.PeerOrgs {
+				clientRoots = append(clientRoots, l.TLSCACertPath(true, o.Domain))
+			}
+			cfg := map[string]any{
+				"name":                    full,
+				"listenAddress":           nd.Address(),
+				"operationsListenAddress": fmt.Sprintf("%s:%d", nd.Host, nd.OperationsPort),
+				"dataDir":                 filepath.Join(nodeDir, "data"),
+				"mspId":                   org.MSPID,
+				"mspDir":                  l.NodeMSPDir(true, org.Domain, full),
+				"tls": map[string]any{
+					"certFile":      l.NodeTLSCertPath(true, org.Domain, full),
+					"keyFile":       l.NodeTLSKeyPath(true, org.Domain, full),
+					"clientRootCAs": clientRoots,
+				},
+				"noSync": n.opts.NoSync,
+			}
+			p := &Process{Name: full, Role: "peer", Org: org.MSPID, Address: nd.Address(),
+				OperationsAddress: fmt.Sprintf("%s:%d", nd.Host, nd.OperationsPort)}
+			if err := n.launch(nodeDir, "peer", cfg, p); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range n.procs {
+		if err := waitTCP(ctx, p.Address, p.PID); err != nil {
+			return fmt.Errorf("%s did not start (see %s): %w", p.Name, p.Log, err)
+		}
+	}
+	return nil
+}
+
+// launch writes a node's YAML configuration and starts `cairn <role> start`.
+func (n *Network) launch(nodeDir, role string, cfg map[string]any, p *Process) error {
+	if err := os.MkdirAll(nodeDir, 0o755); err != nil {
+		return err
+	}
+	raw, err := yaml.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(nodeDir, role+".yaml")
+	if err := os.WriteFile(cfgPath, raw, 0o644); err != nil {
+		return err
+	}
+	p.Args = []string{role, "start", "--config", cfgPath}
+	p.Log = filepath.Join(n.Dir, "logs", p.Name+".log")
+	if err := start(n.opts.Binary, p); err != nil {
+		return err
+	}
+	n.procs = append(n.procs, p)
+	return n.saveState()
+}
+
+// Processes lists the network's processes.
+func (n *Network) Processes() []*Process { return n.procs }
+
+// Restart starts a stopped process again with its recorded arguments.
+func (n *Network) Restart(ctx context.Context, name string) error {
+	for _, p := range n.procs {
+		if p.Name != name {
+			continue
+		}
+		if alive(p.PID) {
+			return fmt.Errorf("%s is still running (pid %d)", name, p.PID)
+		}
+		if err := start(n.opts.Binary, p); err != nil {
+			return err
+		}
+		if err := n.saveState(); err != nil {
+			return err
+		}
+		if p.Address != "" {
+			return waitTCP(ctx, p.Address, p.PID)
+		}
+		return nil
+	}
+	return fmt.Errorf("no process named %s", name)
+}
+
+// Kill stops one process: SIGKILL when hard, else SIGTERM.
+func (n *Network) Kill(name string, hard bool) error {
+	for _, p := range n.procs {
+		if p.Name == name {
+			return stop(p.PID, hard, 10*time.Second)
+		}
+	}
+	return fmt.Errorf("no process named %s", name)
+}
+
+// Stop stops every process of the network, chaincodes first, and forgets them.
+func (n *Network) Stop() error {
+	var errs []error
+	for i := len(n.procs) - 1; i >= 0; i-- {
+		if err := stop(n.procs[i].PID, false, 10*time.Second); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n.procs[i].Name, err))
+		}
+	}
+	if len(errs) == 0 {
+		_ = os.Remove(filepath.Join(n.Dir, StateFile))
+	}
+	return errors.Join(errs...)
+}
+
+// Down stops the network recorded in dir by another process.
+func Down(dir string) (int, error) {
+	s, err := loadState(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var errs []error
+	stopped := 0
+	for i := len(s.Processes) - 1; i >= 0; i-- {
+		p := s.Processes[i]
+		if !alive(p.PID) {
+			continue
+		}
+		if err := stop(p.PID, false, 10*time.Second); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.Name, err))
+			continue
+		}
+		stopped++
+	}
+	if len(errs) == 0 {
+		_ = os.Remove(filepath.Join(dir, StateFile))
+	}
+	return stopped, errors.Join(errs...)
+}
+
+// buildInfo assembles network.json.
+func (n *Network) buildInfo() *Info {
+	l := n.layout()
+	info := &Info{Channel: n.net.Channel.Name, Chaincodes: []string{}}
+	for _, org := range n.net.PeerOrgs {
+		o := Organization{MSPID: org.MSPID, Users: map[string]User{}}
+		for _, nd := range org.Peers {
+			full := nd.FullName(org.Domain)
+			o.Peers = append(o.Peers, Peer{Name: full, Address: nd.Address(), TLSRootCert: l.TLSCACertPath(true, org.Domain)})
+		}
+		o.Users["admin"] = User{Cert: l.UserSignCertPath(true, org.Domain, cryptogen.AdminUser), Key: l.UserKeyPath(true, org.Domain, cryptogen.AdminUser)}
+		for i, u := range org.Users {
+			o.Users["user"+strconv.Itoa(i+1)] = User{Cert: l.UserSignCertPath(true, org.Domain, u), Key: l.UserKeyPath(true, org.Domain, u)}
+		}
+		info.Organizations = append(info.Organizations, o)
+	}
+	for _, org := range n.net.OrdererOrgs {
+		for _, nd := range org.Orderers {
+			info.Orderers = append(info.Orderers, Orderer{
+				Name: nd.FullName(org.Domain), Address: nd.Address(),
+				AdminAddress: fmt.Sprintf("%s:%d", nd.Host, nd.AdminPort),
+				TLSRootCert:  l.TLSCACertPath(false, org.Domain),
+			})
+		}
+	}
+	return info
+}
+
+// writeBase64 writes the base64 of a file's contents, the format Fabric's
+// shim reads from CORE_TLS_CLIENT_*_PATH.
+func writeBase64(src, dst string) error {
+	raw, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, []byte(base64.StdEncoding.EncodeToString(raw)), 0o600)
+}

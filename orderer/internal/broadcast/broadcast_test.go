@@ -1,0 +1,110 @@
+package broadcast
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/cairn-ledger/cairn/internal/policy"
+	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
+	"google.golang.org/protobuf/proto"
+)
+
+type fakeChannel struct {
+	ordered  [][]byte
+	evalErr  error
+	orderErr error
+}
+
+func (f *fakeChannel) Evaluate(path string, signed []policy.SignedData) error {
+	if path != WritersPolicy || len(signed) != 1 || string(signed[0].Identity) != "alice" || string(signed[0].Signature) != "sig" {
+		return errors.New("unexpected signed data")
+	}
+	return f.evalErr
+}
+func (f *fakeChannel) AbsoluteMaxBytes() uint32 { return 200 }
+func (f *fakeChannel) Order(_ context.Context, env []byte) error {
+	if f.orderErr != nil {
+		return f.orderErr
+	}
+	f.ordered = append(f.ordered, env)
+	return nil
+}
+
+type channels map[string]*fakeChannel
+
+func (c channels) Channel(id string) (Channel, bool) {
+	ch, ok := c[id]
+	return ch, ok
+}
+
+func mustMarshal(m proto.Message) []byte {
+	b, _ := proto.Marshal(m)
+	return b
+}
+
+func envelope(channel string, typ cb.HeaderType, creator string, data []byte) *cb.Envelope {
+	payload := &cb.Payload{
+		Header: &cb.Header{
+			ChannelHeader:   mustMarshal(&cb.ChannelHeader{Type: int32(typ), ChannelId: channel, TxId: "tx"}),
+			SignatureHeader: mustMarshal(&cb.SignatureHeader{Creator: []byte(creator), Nonce: []byte("n")}),
+		},
+		Data: data,
+	}
+	return &cb.Envelope{Payload: mustMarshal(payload), Signature: []byte("sig")}
+}
+
+func TestProcessStatuses(t *testing.T) {
+	tests := []struct {
+		name   string
+		env    *cb.Envelope
+		ch     *fakeChannel
+		status cb.Status
+		info   string
+	}{
+		{"ok", envelope("ch", cb.HeaderType_ENDORSER_TRANSACTION, "alice", []byte("d")), &fakeChannel{}, cb.Status_SUCCESS, ""},
+		{"empty", &cb.Envelope{}, &fakeChannel{}, cb.Status_BAD_REQUEST, "message was empty"},
+		{"garbage payload", &cb.Envelope{Payload: []byte{0xff, 0xff}}, &fakeChannel{}, cb.Status_BAD_REQUEST, "bad payload"},
+		{"no header", &cb.Envelope{Payload: mustMarshal(&cb.Payload{Data: []byte("x")})}, &fakeChannel{}, cb.Status_BAD_REQUEST, "header is missing"},
+		{"bad channel header", &cb.Envelope{Payload: mustMarshal(&cb.Payload{Header: &cb.Header{ChannelHeader: []byte{0xff}}})}, &fakeChannel{}, cb.Status_BAD_REQUEST, "bad channel header"},
+		{"no channel id", envelope("", cb.HeaderType_ENDORSER_TRANSACTION, "alice", nil), &fakeChannel{}, cb.Status_BAD_REQUEST, "no channel ID"},
+		{"unknown channel", envelope("other", cb.HeaderType_ENDORSER_TRANSACTION, "alice", nil), &fakeChannel{}, cb.Status_NOT_FOUND, "channel other does not exist"},
+		{"config update", envelope("ch", cb.HeaderType_CONFIG_UPDATE, "alice", nil), &fakeChannel{}, cb.Status_BAD_REQUEST, "config updates are not supported yet"},
+		{"config", envelope("ch", cb.HeaderType_CONFIG, "alice", nil), &fakeChannel{}, cb.Status_BAD_REQUEST, "cannot be broadcast"},
+		{"too large", envelope("ch", cb.HeaderType_ENDORSER_TRANSACTION, "alice", make([]byte, 300)), &fakeChannel{}, cb.Status_REQUEST_ENTITY_TOO_LARGE, "exceeds maximum allowed 200 bytes"},
+		{"no creator", envelope("ch", cb.HeaderType_ENDORSER_TRANSACTION, "", nil), &fakeChannel{}, cb.Status_BAD_REQUEST, "no creator"},
+		{"forbidden", envelope("ch", cb.HeaderType_ENDORSER_TRANSACTION, "alice", nil), &fakeChannel{evalErr: errors.New("signature by Org1MSP member is invalid")}, cb.Status_FORBIDDEN, "/Channel/Writers not satisfied: signature by Org1MSP member is invalid"},
+		{"no leader", envelope("ch", cb.HeaderType_ENDORSER_TRANSACTION, "alice", nil), &fakeChannel{orderErr: errors.New("no raft leader")}, cb.Status_SERVICE_UNAVAILABLE, "no raft leader"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := New(channels{"ch": tt.ch}, nil, nil)
+			resp := h.Process(context.Background(), tt.env)
+			if resp.Status != tt.status || !strings.Contains(resp.Info, tt.info) {
+				t.Fatalf("got %s %q, want %s containing %q", resp.Status, resp.Info, tt.status, tt.info)
+			}
+			if (tt.status == cb.Status_SUCCESS) != (len(tt.ch.ordered) == 1) {
+				t.Fatalf("ordered %d envelopes", len(tt.ch.ordered))
+			}
+		})
+	}
+}
+
+func FuzzBroadcastEnvelope(f *testing.F) {
+	f.Add(mustMarshal(envelope("ch", cb.HeaderType_ENDORSER_TRANSACTION, "alice", []byte("d"))))
+	f.Add(mustMarshal(envelope("ch", cb.HeaderType_CONFIG_UPDATE, "alice", nil)))
+	f.Add([]byte{0x0a, 0x02, 0xff, 0xff})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		env := &cb.Envelope{}
+		if proto.Unmarshal(raw, env) != nil {
+			return
+		}
+		h := New(channels{"ch": &fakeChannel{}}, nil, nil)
+		resp := h.Process(context.Background(), env)
+		if resp.Status != cb.Status_SUCCESS && resp.Info == "" {
+			t.Fatalf("rejection %s without a message", resp.Status)
+		}
+	})
+}

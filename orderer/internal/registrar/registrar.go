@@ -1,0 +1,521 @@
+// Package registrar owns the set of channels this orderer serves: joining one
+// from its genesis config block, re-opening joined channels at start, removing
+// one, and looking channels up for broadcast and deliver. Each channel has a
+// block store and, when this node is a consenter, a raft chain whose goroutine
+// the registrar owns.
+//
+// On disk, every channel lives in DataDir/channels/<name>/ (blocks/ and raft/).
+// A join is built under a hidden name and renamed into place, and a removal is
+// renamed away before deletion, so a crash never leaves a half-joined channel.
+//
+// Concurrency: all methods are safe for concurrent use. Start must be called
+// before the others and Stop last; Stop waits for every chain goroutine.
+package registrar
+
+import (
+	"bytes"
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/cairn-ledger/cairn/internal/block"
+	"github.com/cairn-ledger/cairn/internal/blockstore"
+	"github.com/cairn-ledger/cairn/internal/channelconfig"
+	"github.com/cairn-ledger/cairn/internal/policy"
+	"github.com/cairn-ledger/cairn/orderer/internal/blocksign"
+	"github.com/cairn-ledger/cairn/orderer/internal/chain"
+	"github.com/cairn-ledger/cairn/orderer/internal/cutter"
+	"github.com/cairn-ledger/cairn/orderer/internal/participation"
+	"github.com/cairn-ledger/cairn/orderer/internal/raftstore"
+	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
+	"github.com/hyperledger/fabric-protos-go-apiv2/orderer/etcdraft"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Relations and statuses reported by the participation API.
+const (
+	RelationConsenter = "consenter"
+	RelationFollower  = "follower"
+	StatusActive      = "active"
+)
+
+// ErrFollower: this node is not a consenter of the channel and cannot order.
+var ErrFollower = errors.New("this orderer is not a consenter of the channel")
+
+// Metrics is what the registrar's chains report to, plus dropping a channel.
+type Metrics interface {
+	chain.Metrics
+	Forget(channel string)
+}
+
+// Transports gives a chain its link to the other consenters of a channel. The
+// cluster transport implements it; nil means no links (one-node groups work).
+type Transports interface {
+	Transport(channelID string, self uint64, consenters map[uint64]channelconfig.Consenter) chain.Transport
+}
+
+// Config configures a Registrar.
+type Config struct {
+	DataDir string
+	// TLSCert is this node's TLS server certificate (PEM); it identifies the
+	// node among a channel's consenters.
+	TLSCert    []byte
+	Signer     blocksign.Signer
+	Transports Transports
+	Logger     *slog.Logger
+	Metrics    Metrics
+	Clock      chain.Clock
+	// NoSync skips fsync in the block and raft stores (tests only).
+	NoSync bool
+}
+
+// Registrar is the set of channels.
+type Registrar struct {
+	cfg     Config
+	log     *slog.Logger
+	selfDER []byte
+	ctx     context.Context // root of every chain; cancelled by Stop
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	mu       sync.Mutex
+	channels map[string]*Channel
+	removing map[string]bool
+}
+
+// Channel is one joined channel.
+type Channel struct {
+	id       string
+	relation string
+	bundle   *channelconfig.Bundle
+	store    *blockstore.Store
+	raft     *raftstore.Store
+	chain    *chain.Chain // nil for a follower
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// New checks cfg; Start opens the channels.
+func New(cfg Config) (*Registrar, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("registrar: DataDir is empty")
+	}
+	if cfg.Signer == nil {
+		return nil, errors.New("registrar: no signer")
+	}
+	p, _ := pem.Decode(cfg.TLSCert)
+	if p == nil {
+		return nil, errors.New("registrar: TLS certificate is not PEM")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Registrar{cfg: cfg, log: log, selfDER: p.Bytes, channels: map[string]*Channel{}, removing: map[string]bool{}}, nil
+}
+
+func (r *Registrar) channelsDir() string { return filepath.Join(r.cfg.DataDir, "channels") }
+
+// Start cleans up interrupted joins and removals and re-opens every joined
+// channel.
+func (r *Registrar) Start() error {
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	dir := r.channelsDir()
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("registrar: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("registrar: %w", err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("registrar: clean up %s: %w", e.Name(), err)
+			}
+			continue
+		}
+		ch, err := r.open(e.Name())
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		r.channels[ch.id] = ch
+		r.mu.Unlock()
+		r.log.Info("channel re-opened", "channel", ch.id, "height", ch.store.Height(), "relation", ch.relation)
+	}
+	return nil
+}
+
+// Stop halts every chain, waits for them and closes the stores.
+func (r *Registrar) Stop() {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.wg.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, ch := range r.channels {
+		ch.close()
+		delete(r.channels, id)
+	}
+}
+
+// open opens the stores of a joined channel and starts its chain.
+func (r *Registrar) open(id string) (*Channel, error) {
+	dir := filepath.Join(r.channelsDir(), id)
+	store, err := blockstore.Open(blockstore.Config{Dir: filepath.Join(dir, "blocks"), NoSync: r.cfg.NoSync})
+	if err != nil {
+		return nil, fmt.Errorf("channel %s: %w", id, err)
+	}
+	ch := &Channel{id: id, store: store, done: make(chan struct{})}
+	if err := r.startChannel(ch, dir); err != nil {
+		ch.close()
+		return nil, fmt.Errorf("channel %s: %w", id, err)
+	}
+	return ch, nil
+}
+
+func (r *Registrar) startChannel(ch *Channel, dir string) error {
+	last, err := ch.store.LastBlock()
+	if err != nil {
+		return err
+	}
+	cfgNum := uint64(0)
+	if !block.IsConfig(last) {
+		if cfgNum, err = block.LastConfigIndex(last); err != nil {
+			return err
+		}
+	} else {
+		cfgNum = last.Header.Number
+	}
+	cfgBlock, err := ch.store.Block(cfgNum)
+	if err != nil {
+		return fmt.Errorf("read config block %d: %w", cfgNum, err)
+	}
+	bundle, err := channelconfig.FromBlock(cfgBlock)
+	if err != nil {
+		return err
+	}
+	ch.bundle = bundle
+	oc := bundle.Orderer()
+	ids, next, err := consenterIDs(last, len(oc.Consenters))
+	if err != nil {
+		return err
+	}
+	self := uint64(0)
+	members := map[uint64]channelconfig.Consenter{}
+	for i, c := range oc.Consenters {
+		members[ids[i]] = c
+		if r.isSelf(c) {
+			self = ids[i]
+		}
+	}
+	if self == 0 {
+		ch.relation = RelationFollower
+		close(ch.done)
+		return nil
+	}
+	ch.relation = RelationConsenter
+
+	rs, err := raftstore.Open(filepath.Join(dir, "raft"), r.cfg.NoSync)
+	if err != nil {
+		return err
+	}
+	ch.raft = rs
+	var tr chain.Transport = noTransport{}
+	if r.cfg.Transports != nil {
+		tr = r.cfg.Transports.Transport(ch.id, self, members)
+	}
+	var m chain.Metrics
+	if r.cfg.Metrics != nil {
+		m = r.cfg.Metrics
+	}
+	c, err := chain.New(chain.Config{
+		ChannelID:            ch.id,
+		SelfID:               self,
+		Consenters:           ids,
+		NextConsenterID:      next,
+		TickInterval:         oc.Raft.TickInterval,
+		ElectionTick:         int(oc.Raft.ElectionTick),
+		HeartbeatTick:        int(oc.Raft.HeartbeatTick),
+		MaxInflightBlocks:    int(oc.Raft.MaxInflightBlocks),
+		SnapshotIntervalSize: oc.Raft.SnapshotIntervalSize,
+		Batch:                cutter.Config{MaxMessageCount: oc.MaxMessageCount, PreferredMaxBytes: oc.PreferredMaxBytes},
+		BatchTimeout:         oc.BatchTimeout,
+		Store:                ch.store,
+		Raft:                 rs,
+		Transport:            tr,
+		Signer:               r.cfg.Signer,
+		Clock:                r.cfg.Clock,
+		Logger:               r.log,
+		Metrics:              m,
+	})
+	if err != nil {
+		return err
+	}
+	ch.chain = c
+	ctx, cancel := context.WithCancel(r.ctx)
+	ch.cancel = cancel
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer close(ch.done)
+		if err := c.Run(ctx); err != nil {
+			r.log.Error("raft chain stopped with an error", "channel", ch.id, "err", err)
+		}
+	}()
+	return nil
+}
+
+// consenterIDs reads the raft IDs of the consenters from the last block's
+// etcdraft.BlockMetadata, or assigns 1..n as Fabric does for a genesis block.
+func consenterIDs(last *cb.Block, n int) ([]uint64, uint64, error) {
+	obm, _, err := blocksign.OrdererMetadata(last)
+	if err != nil {
+		return nil, 0, err
+	}
+	if obm != nil && len(obm.ConsenterMetadata) > 0 {
+		md := &etcdraft.BlockMetadata{}
+		if err := proto.Unmarshal(obm.ConsenterMetadata, md); err != nil {
+			return nil, 0, fmt.Errorf("block %d raft metadata: %w", last.Header.Number, err)
+		}
+		if len(md.ConsenterIds) != n {
+			return nil, 0, fmt.Errorf("block %d names %d consenters, the config %d", last.Header.Number, len(md.ConsenterIds), n)
+		}
+		return md.ConsenterIds, md.NextConsenterId, nil
+	}
+	ids := make([]uint64, n)
+	for i := range ids {
+		ids[i] = uint64(i + 1)
+	}
+	return ids, uint64(n + 1), nil
+}
+
+func (r *Registrar) isSelf(c channelconfig.Consenter) bool {
+	for _, pemBytes := range [][]byte{c.ServerTLSCert, c.ClientTLSCert} {
+		if p, _ := pem.Decode(pemBytes); p != nil && bytes.Equal(p.Bytes, r.selfDER) {
+			return true
+		}
+	}
+	return false
+}
+
+func (ch *Channel) close() {
+	if ch.cancel != nil {
+		ch.cancel()
+	}
+	<-ch.done
+	if ch.raft != nil {
+		ch.raft.Close()
+	}
+	ch.store.Close()
+}
+
+// Join creates a channel from its genesis config block and starts serving it.
+func (r *Registrar) Join(_ context.Context, b *cb.Block) (participation.ChannelInfo, error) {
+	if err := block.CheckStructure(b); err != nil {
+		return participation.ChannelInfo{}, err
+	}
+	if !block.IsConfig(b) {
+		return participation.ChannelInfo{}, errors.New("block is not a config block")
+	}
+	if b.Header.Number != 0 {
+		return participation.ChannelInfo{}, fmt.Errorf("joining with config block %d needs block replication from other orderers, which is not supported yet; join with the genesis block", b.Header.Number)
+	}
+	bundle, err := channelconfig.FromBlock(b)
+	if err != nil {
+		return participation.ChannelInfo{}, err
+	}
+	id := bundle.ChannelID()
+	if err := participation.ValidateChannelID(id); err != nil {
+		return participation.ChannelInfo{}, err
+	}
+	if len(bundle.Orderer().Consenters) == 0 {
+		return participation.ChannelInfo{}, errors.New("channel configuration has no etcdraft consenters")
+	}
+
+	r.mu.Lock()
+	if _, ok := r.channels[id]; ok {
+		r.mu.Unlock()
+		return participation.ChannelInfo{}, fmt.Errorf("%w: %s", participation.ErrChannelAlreadyExists, id)
+	}
+	if r.removing[id] {
+		r.mu.Unlock()
+		return participation.ChannelInfo{}, fmt.Errorf("%w: %s", participation.ErrChannelPendingRemove, id)
+	}
+	// Reserve the name while the stores are built outside the lock.
+	r.removing[id] = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.removing, id)
+		r.mu.Unlock()
+	}()
+
+	final := filepath.Join(r.channelsDir(), id)
+	tmp := filepath.Join(r.channelsDir(), ".join-"+id)
+	if err := os.RemoveAll(tmp); err != nil {
+		return participation.ChannelInfo{}, err
+	}
+	store, err := blockstore.Open(blockstore.Config{Dir: filepath.Join(tmp, "blocks"), NoSync: r.cfg.NoSync})
+	if err != nil {
+		return participation.ChannelInfo{}, err
+	}
+	err = store.Append(b)
+	if cerr := store.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, final)
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return participation.ChannelInfo{}, fmt.Errorf("write genesis block of %s: %w", id, err)
+	}
+	ch, err := r.open(id)
+	if err != nil {
+		os.RemoveAll(final)
+		return participation.ChannelInfo{}, err
+	}
+	r.mu.Lock()
+	r.channels[id] = ch
+	r.mu.Unlock()
+	r.log.Info("channel joined", "channel", id, "relation", ch.relation)
+	return ch.info(), nil
+}
+
+// Remove stops a channel and deletes its data.
+func (r *Registrar) Remove(_ context.Context, id string) error {
+	r.mu.Lock()
+	ch, ok := r.channels[id]
+	if !ok {
+		pending := r.removing[id]
+		r.mu.Unlock()
+		if pending {
+			return fmt.Errorf("%w: %s", participation.ErrChannelPendingRemove, id)
+		}
+		return fmt.Errorf("%w: %s", participation.ErrChannelNotExist, id)
+	}
+	delete(r.channels, id)
+	r.removing[id] = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.removing, id)
+		r.mu.Unlock()
+	}()
+
+	ch.close()
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.Forget(id)
+	}
+	gone := filepath.Join(r.channelsDir(), ".remove-"+id)
+	if err := os.Rename(filepath.Join(r.channelsDir(), id), gone); err != nil {
+		return fmt.Errorf("remove channel %s: %w", id, err)
+	}
+	if err := os.RemoveAll(gone); err != nil {
+		return fmt.Errorf("remove channel %s: %w", id, err)
+	}
+	return nil
+}
+
+// Info describes a channel.
+func (r *Registrar) Info(id string) (participation.ChannelInfo, error) {
+	ch, ok := r.Channel(id)
+	if !ok {
+		return participation.ChannelInfo{}, fmt.Errorf("%w: %s", participation.ErrChannelNotExist, id)
+	}
+	return ch.info(), nil
+}
+
+// List returns the joined channels' names, sorted.
+func (r *Registrar) List() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names := make([]string, 0, len(r.channels))
+	for id := range r.channels {
+		names = append(names, id)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Channel looks up a joined channel.
+func (r *Registrar) Channel(id string) (*Channel, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch, ok := r.channels[id]
+	return ch, ok
+}
+
+// Statuses reports every consenter chain's raft status, by channel.
+func (r *Registrar) Statuses() map[string]chain.Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]chain.Status{}
+	for id, ch := range r.channels {
+		if ch.chain != nil {
+			out[id] = ch.chain.Status()
+		}
+	}
+	return out
+}
+
+func (ch *Channel) info() participation.ChannelInfo {
+	return participation.ChannelInfo{Name: ch.id, ConsensusRelation: ch.relation, Status: StatusActive, Height: ch.store.Height()}
+}
+
+// Evaluate checks signed data against a policy of the channel.
+func (ch *Channel) Evaluate(path string, signed []policy.SignedData) error {
+	p, err := ch.bundle.Policies().Policy(path)
+	if err != nil {
+		return err
+	}
+	return p.Evaluate(signed)
+}
+
+// AbsoluteMaxBytes is the channel's largest accepted envelope.
+func (ch *Channel) AbsoluteMaxBytes() uint32 { return ch.bundle.Orderer().AbsoluteMaxBytes }
+
+// Order hands an envelope to the channel's consenter.
+func (ch *Channel) Order(ctx context.Context, env []byte) error {
+	if ch.chain == nil {
+		return ErrFollower
+	}
+	return ch.chain.Order(ctx, env)
+}
+
+// Height is the number of blocks in the channel's store.
+func (ch *Channel) Height() uint64 { return ch.store.Height() }
+
+// Block reads block n.
+func (ch *Channel) Block(n uint64) (*cb.Block, error) { return ch.store.Block(n) }
+
+// Wait returns when block n is written.
+func (ch *Channel) Wait(ctx context.Context, n uint64) error { return ch.store.Wait(ctx, n) }
+
+// Step hands a raft message from another consenter to the channel's chain (for
+// the cluster transport).
+func (ch *Channel) Step(ctx context.Context, m *pb.Message) error {
+	if ch.chain == nil {
+		return ErrFollower
+	}
+	return ch.chain.Step(ctx, m)
+}
+
+type noTransport struct{}
+
+func (noTransport) Send([]*pb.Message) {}
+func (noTransport) Forward(context.Context, uint64, []byte) error {
+	return errors.New("no cluster transport configured")
+}

@@ -1,0 +1,258 @@
+// Package channel owns one channel joined by a peer: its ledger, its current
+// configuration bundle (replaced atomically when a config block commits) and
+// the loop that pulls blocks from the orderers, validates and commits them.
+// Run is owned by the peer and returns when its context ends; the other methods
+// are safe for concurrent use.
+package channel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
+	"github.com/hyperledger/fabric-protos-go-apiv2/ledger/rwset/kvrwset"
+	pb "github.com/hyperledger/fabric-protos-go-apiv2/peer"
+
+	"github.com/cairn-ledger/cairn/internal/block"
+	"github.com/cairn-ledger/cairn/internal/channelconfig"
+	"github.com/cairn-ledger/cairn/internal/policy"
+	"github.com/cairn-ledger/cairn/peer/internal/ledger"
+	"github.com/cairn-ledger/cairn/peer/internal/lifecycle"
+	"github.com/cairn-ledger/cairn/peer/internal/puller"
+	"github.com/cairn-ledger/cairn/peer/internal/validator"
+)
+
+// Config configures a channel.
+type Config struct {
+	// Dir holds the channel's ledger.
+	Dir string
+	// MSPID is this peer's organisation.
+	MSPID     string
+	Validator *validator.Validator
+	// Puller settings other than the orderers, which come from the channel config.
+	Puller puller.Config
+	Logger *slog.Logger
+	// NoSync skips fsync (tests only).
+	NoSync bool
+}
+
+// Channel is one joined channel.
+type Channel struct {
+	id     string
+	cfg    Config
+	log    *slog.Logger
+	ledger *ledger.Ledger
+	bundle atomic.Pointer[channelconfig.Bundle]
+}
+
+// Create makes a new channel from its genesis block: it opens an empty ledger
+// under cfg.Dir and commits the block.
+func Create(cfg Config, genesis *cb.Block) (*Channel, error) {
+	if genesis.GetHeader().GetNumber() != 0 || !block.IsConfig(genesis) {
+		return nil, errors.New("join needs the channel's genesis config block (block 0)")
+	}
+	bundle, err := channelconfig.FromBlock(genesis)
+	if err != nil {
+		return nil, fmt.Errorf("genesis block: %w", err)
+	}
+	l, err := ledger.Open(ledger.Config{Dir: cfg.Dir, Logger: cfg.Logger, NoSync: cfg.NoSync})
+	if err != nil {
+		return nil, err
+	}
+	if l.Height() == 0 {
+		if _, err := l.Commit(genesis, []pb.TxValidationCode{pb.TxValidationCode_VALID}); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("commit genesis block: %w", err)
+		}
+	}
+	return newChannel(cfg, bundle.ChannelID(), l, bundle), nil
+}
+
+// Open reopens a channel whose ledger exists under cfg.Dir, recovering the
+// configuration from the last config block.
+func Open(cfg Config) (*Channel, error) {
+	l, err := ledger.Open(ledger.Config{Dir: cfg.Dir, Logger: cfg.Logger, NoSync: cfg.NoSync})
+	if err != nil {
+		return nil, err
+	}
+	bundle, err := lastConfig(l)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	return newChannel(cfg, bundle.ChannelID(), l, bundle), nil
+}
+
+func newChannel(cfg Config, id string, l *ledger.Ledger, b *channelconfig.Bundle) *Channel {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Channel{id: id, cfg: cfg, log: cfg.Logger.With("channel", id), ledger: l}
+	c.bundle.Store(b)
+	return c
+}
+
+// lastConfig finds the newest config block: the last block's last-config
+// pointer, or a backward scan when a block carries none (block 0 from a
+// genesis tool).
+func lastConfig(l *ledger.Ledger) (*channelconfig.Bundle, error) {
+	h := l.Height()
+	if h == 0 {
+		return nil, errors.New("ledger is empty: the channel was never joined")
+	}
+	last, err := l.Block(h - 1)
+	if err != nil {
+		return nil, err
+	}
+	if idx, err := block.LastConfigIndex(last); err == nil {
+		if cfgBlock, err := l.Block(idx); err == nil && block.IsConfig(cfgBlock) {
+			return channelconfig.FromBlock(cfgBlock)
+		}
+	}
+	for n := h; n > 0; n-- {
+		b, err := l.Block(n - 1)
+		if err != nil {
+			return nil, err
+		}
+		if block.IsConfig(b) {
+			return channelconfig.FromBlock(b)
+		}
+	}
+	return nil, errors.New("ledger holds no config block")
+}
+
+// ID is the channel name.
+func (c *Channel) ID() string { return c.id }
+
+// Bundle is the configuration in force.
+func (c *Channel) Bundle() *channelconfig.Bundle { return c.bundle.Load() }
+
+// Ledger is the channel's ledger.
+func (c *Channel) Ledger() *ledger.Ledger { return c.ledger }
+
+// NewTxSimulator starts a simulation over the committed state.
+func (c *Channel) NewTxSimulator(txID string) (*ledger.TxSimulator, error) {
+	return c.ledger.NewTxSimulator(txID)
+}
+
+// TxIDExists reports whether a transaction with this ID is in the ledger.
+func (c *Channel) TxIDExists(txID string) (bool, error) { return c.ledger.TxIDExists(txID) }
+
+// ChaincodePackageID resolves the package this peer's organisation approved
+// for the committed definition of chaincode name.
+func (c *Channel) ChaincodePackageID(name string) (string, error) {
+	qe, err := c.ledger.NewQueryExecutor()
+	if err != nil {
+		return "", err
+	}
+	defer qe.Done()
+	def, ok, err := lifecycle.Definition(qe, name)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("chaincode %s is not defined", name)
+	}
+	pkg, ok, err := lifecycle.ApprovedPackageID(qe, name, def.Sequence, c.cfg.MSPID)
+	if err != nil {
+		return "", err
+	}
+	if !ok || pkg == "" {
+		return "", fmt.Errorf("organisation %s approved no installed package for chaincode %s sequence %d", c.cfg.MSPID, name, def.Sequence)
+	}
+	return pkg, nil
+}
+
+// EndorsementPolicy implements validator.Policies over committed state.
+func (c *Channel) EndorsementPolicy(ns string, writes []*kvrwset.KVWrite) (*cb.SignaturePolicyEnvelope, string, error) {
+	if ns == lifecycle.Namespace {
+		ref, err := lifecycle.ValidationPolicyForWrites(writes)
+		return nil, ref, err
+	}
+	qe, err := c.ledger.NewQueryExecutor()
+	if err != nil {
+		return nil, "", err
+	}
+	defer qe.Done()
+	def, ok, err := lifecycle.Definition(qe, ns)
+	if err != nil {
+		return nil, "", err
+	}
+	if !ok {
+		return nil, "", fmt.Errorf("%w: %s", validator.ErrUndefined, ns)
+	}
+	return def.EndorsementPolicy()
+}
+
+// Run pulls, validates and commits blocks until ctx ends.
+func (c *Channel) Run(ctx context.Context) error {
+	pcfg := c.cfg.Puller
+	pcfg.ChannelID = c.id
+	pcfg.Logger = c.log
+	pcfg.Orderers = func() ([]string, [][]byte) {
+		o := c.Bundle().Orderer()
+		return o.Endpoints, o.TLSRootCerts
+	}
+	p := puller.New(pcfg)
+	next := func() (uint64, *cb.BlockHeader, puller.PolicySource) {
+		h := c.ledger.Height()
+		var prev *cb.BlockHeader
+		if h > 0 {
+			if b, err := c.ledger.Block(h - 1); err == nil {
+				prev = b.Header
+			}
+		}
+		return h, prev, policySource{c.Bundle()}
+	}
+	err := p.Run(ctx, next, c.commit)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+type policySource struct{ b *channelconfig.Bundle }
+
+func (p policySource) Policy(path string) (policy.Policy, error) { return p.b.Policies().Policy(path) }
+
+// commit validates and commits one verified block.
+func (c *Channel) commit(ctx context.Context, b *cb.Block) error {
+	bundle := c.Bundle()
+	var next *channelconfig.Bundle
+	if block.IsConfig(b) {
+		nb, err := channelconfig.FromBlock(b)
+		if err != nil {
+			return fmt.Errorf("config block %d: %w", b.Header.Number, err)
+		}
+		next = nb
+	}
+	results, err := c.cfg.Validator.Validate(ctx, b, bundle, c.ledger, c)
+	if err != nil {
+		return err
+	}
+	codes := make([]pb.TxValidationCode, len(results))
+	for i, r := range results {
+		codes[i] = r.Code
+	}
+	final, err := c.ledger.Commit(b, codes)
+	if err != nil {
+		return fmt.Errorf("commit block %d: %w", b.Header.Number, err)
+	}
+	if next != nil {
+		c.bundle.Store(next)
+	}
+	valid := 0
+	for _, code := range final {
+		if code == pb.TxValidationCode_VALID {
+			valid++
+		}
+	}
+	c.log.Info("committed block", "block", b.Header.Number, "txs", len(final), "valid", valid)
+	return nil
+}
+
+// Close closes the ledger; Run must have returned.
+func (c *Channel) Close() error { return c.ledger.Close() }

@@ -1,0 +1,221 @@
+// Package endorser owns the peer's Endorser service (ProcessProposal): it checks
+// a signed proposal (shape, tx ID, creator MSP and signature, channel ACL,
+// duplicate tx ID), simulates it — on a system chaincode or a user chaincode
+// process — against the channel state, and returns the response signed by the
+// peer with the resulting read-write set. As in Fabric, failures are answered as
+// ProposalResponses with status 500 and a message, not as gRPC errors.
+package endorser
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	pb "github.com/hyperledger/fabric-protos-go-apiv2/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-ledger/cairn/internal/channelconfig"
+	"github.com/cairn-ledger/cairn/internal/envelope"
+	"github.com/cairn-ledger/cairn/internal/msp"
+	"github.com/cairn-ledger/cairn/internal/policy"
+	"github.com/cairn-ledger/cairn/peer/internal/chaincode"
+	"github.com/cairn-ledger/cairn/peer/internal/ledger"
+)
+
+// Channel is what endorsement needs of one joined channel.
+type Channel interface {
+	Bundle() *channelconfig.Bundle
+	NewTxSimulator(txID string) (*ledger.TxSimulator, error)
+	TxIDExists(txID string) (bool, error)
+	// ChaincodePackageID resolves the chaincode process that serves a committed
+	// chaincode for this peer's organisation.
+	ChaincodePackageID(name string) (string, error)
+}
+
+// Channels finds joined channels.
+type Channels interface {
+	Channel(id string) (Channel, bool)
+}
+
+// Runtime executes user chaincode.
+type Runtime interface {
+	Execute(ctx context.Context, inv chaincode.Invocation, sim chaincode.TxSimulator) (*chaincode.Result, error)
+}
+
+// Invocation is a call of a system chaincode.
+type Invocation struct {
+	Proposal *envelope.Proposal
+	Creator  *msp.Identity
+	// Channel is nil for channel-less proposals (e.g. cscc JoinChain, InstallChaincode).
+	Channel Channel
+	// Sim records the state the call reads and writes; nil without a channel.
+	Sim *ledger.TxSimulator
+}
+
+// SystemChaincode is a chaincode built into the peer (cscc, qscc, _lifecycle).
+type SystemChaincode interface {
+	Invoke(ctx context.Context, inv Invocation) *pb.Response
+}
+
+// Config configures the endorser.
+type Config struct {
+	Signer envelope.Signer
+	// LocalMSPs validates creators of channel-less proposals (the peer's own org).
+	LocalMSPs *msp.Manager
+	Channels  Channels
+	Runtime   Runtime
+	System    map[string]SystemChaincode
+	Logger    *slog.Logger
+}
+
+// Endorser serves ProcessProposal.
+type Endorser struct {
+	pb.UnimplementedEndorserServer
+	cfg Config
+}
+
+// New returns an Endorser.
+func New(cfg Config) *Endorser {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Endorser{cfg: cfg}
+}
+
+func failed(status int32, format string, args ...any) *pb.ProposalResponse {
+	return &pb.ProposalResponse{Response: &pb.Response{Status: status, Message: fmt.Sprintf(format, args...)}}
+}
+
+// ProcessProposal endorses a proposal.
+func (e *Endorser) ProcessProposal(ctx context.Context, sp *pb.SignedProposal) (*pb.ProposalResponse, error) {
+	prop, err := envelope.UnpackProposal(sp)
+	if err != nil {
+		return failed(500, "invalid proposal: %v", err), nil
+	}
+	log := e.cfg.Logger.With("tx.id", prop.TxID(), "channel", prop.ChannelID(), "chaincode", prop.ChaincodeName)
+	resp, err := e.process(ctx, prop)
+	if err != nil {
+		log.Warn("proposal refused", "error", err)
+		return failed(500, "%v", err), nil
+	}
+	if s := resp.GetResponse().GetStatus(); s >= 400 {
+		log.Info("chaincode returned an error", "status", s, "message", resp.GetResponse().GetMessage())
+	}
+	return resp, nil
+}
+
+func (e *Endorser) process(ctx context.Context, prop *envelope.Proposal) (*pb.ProposalResponse, error) {
+	var (
+		ch      Channel
+		creator *msp.Identity
+		err     error
+	)
+	data, ident, sig := prop.SignedData()
+	if prop.ChannelID() == "" {
+		if _, ok := e.cfg.System[prop.ChaincodeName]; !ok {
+			return nil, fmt.Errorf("chaincode %s cannot be invoked without a channel", prop.ChaincodeName)
+		}
+		if creator, err = e.cfg.LocalMSPs.Deserialize(ident); err != nil {
+			return nil, fmt.Errorf("access denied: creator: %w", err)
+		}
+	} else {
+		var ok bool
+		if ch, ok = e.cfg.Channels.Channel(prop.ChannelID()); !ok {
+			return nil, fmt.Errorf("channel %s not found", prop.ChannelID())
+		}
+		if creator, err = ch.Bundle().MSPs().Deserialize(ident); err != nil {
+			return nil, fmt.Errorf("access denied: creator: %w", err)
+		}
+	}
+	if err := creator.Verify(data, sig); err != nil {
+		return nil, fmt.Errorf("access denied: proposal signature of %s: %w", creator, err)
+	}
+	if ch != nil {
+		if exists, err := ch.TxIDExists(prop.TxID()); err != nil {
+			return nil, fmt.Errorf("look up tx ID: %w", err)
+		} else if exists {
+			return nil, fmt.Errorf("duplicate transaction found [%s]. Creator [%s]", prop.TxID(), creator)
+		}
+		if _, sys := e.cfg.System[prop.ChaincodeName]; !sys {
+			// System chaincodes apply their own per-function ACLs.
+			if err := CheckACL(ch.Bundle(), "peer/Propose", "/Channel/Application/Writers", []policy.SignedData{{Data: data, Identity: ident, Signature: sig}}); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	var sim *ledger.TxSimulator
+	if ch != nil {
+		if sim, err = ch.NewTxSimulator(prop.TxID()); err != nil {
+			return nil, fmt.Errorf("start simulation: %w", err)
+		}
+		defer sim.Done()
+	}
+
+	var (
+		resp  *pb.Response
+		event *pb.ChaincodeEvent
+	)
+	ccID := &pb.ChaincodeID{Name: prop.ChaincodeName}
+	if sys, ok := e.cfg.System[prop.ChaincodeName]; ok {
+		resp = sys.Invoke(ctx, Invocation{Proposal: prop, Creator: creator, Channel: ch, Sim: sim})
+	} else {
+		pkgID, err := ch.ChaincodePackageID(prop.ChaincodeName)
+		if err != nil {
+			return nil, fmt.Errorf("make sure the chaincode %s has been successfully defined on channel %s and try again: %w", prop.ChaincodeName, prop.ChannelID(), err)
+		}
+		res, err := e.cfg.Runtime.Execute(ctx, chaincode.Invocation{
+			PackageID:      pkgID,
+			Namespace:      prop.ChaincodeName,
+			ChannelID:      prop.ChannelID(),
+			TxID:           prop.TxID(),
+			SignedProposal: prop.Signed,
+			Input:          prop.Input,
+		}, simulator{sim})
+		if err != nil {
+			return nil, fmt.Errorf("error in simulation: %w", err)
+		}
+		resp, event = res.Response, res.Event
+	}
+	if resp == nil {
+		return nil, errors.New("chaincode returned no response")
+	}
+	if resp.Status >= 400 {
+		// As Fabric: a chaincode error is returned unendorsed, with its status and message.
+		return &pb.ProposalResponse{Response: resp}, nil
+	}
+	var results []byte
+	if sim != nil {
+		rws, err := sim.Results()
+		if err != nil {
+			return nil, fmt.Errorf("simulation results: %w", err)
+		}
+		if results, err = proto.Marshal(rws); err != nil {
+			return nil, fmt.Errorf("marshal simulation results: %w", err)
+		}
+	}
+	return envelope.Endorse(prop, e.cfg.Signer, resp, results, event, ccID)
+}
+
+// CheckACL evaluates the channel policy guarding resource (Fabric's ACL names,
+// e.g. "peer/Propose"), or def when the channel names none.
+func CheckACL(b *channelconfig.Bundle, resource, def string, signed []policy.SignedData) error {
+	path := b.ACLPolicy(resource, def)
+	p, err := b.Policies().Policy(path)
+	if err != nil {
+		return fmt.Errorf("access denied: %s: %w", resource, err)
+	}
+	if err := p.Evaluate(signed); err != nil {
+		return fmt.Errorf("access denied: %s: %w", resource, err)
+	}
+	return nil
+}
+
+// simulator adapts the ledger's simulator to the chaincode runtime's interface
+// (the two packages declare their iterator types independently).
+type simulator struct{ *ledger.TxSimulator }
+
+func (s simulator) GetStateRangeScanIterator(ns, start, end string) (chaincode.ResultsIterator, error) {
+	return s.TxSimulator.GetStateRangeScanIterator(ns, start, end)
+}

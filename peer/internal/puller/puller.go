@@ -1,0 +1,230 @@
+// Package puller owns how a peer receives a channel's blocks from the ordering
+// service: a Deliver stream to one orderer at a time, failing over between the
+// channel's orderers with backoff, and verification of every block (structure,
+// number, hash chain, orderer signatures against /Channel/Orderer/BlockValidation)
+// before it is handed on. Run is owned by the caller and returns when its
+// context ends.
+package puller
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
+	ab "github.com/hyperledger/fabric-protos-go-apiv2/orderer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-ledger/cairn/internal/block"
+	"github.com/cairn-ledger/cairn/internal/comm"
+	"github.com/cairn-ledger/cairn/internal/envelope"
+	"github.com/cairn-ledger/cairn/internal/policy"
+)
+
+// PolicySource yields the policy manager in force (it changes with config blocks).
+type PolicySource interface {
+	Policy(path string) (policy.Policy, error)
+}
+
+// Orderers yields the channel's current orderer endpoints and TLS roots.
+type Orderers func() (addresses []string, tlsRoots [][]byte)
+
+// Config configures a Puller.
+type Config struct {
+	ChannelID string
+	// Signer signs the Deliver seek requests (the peer's identity).
+	Signer envelope.Signer
+	// ClientCert, if set, is presented to orderers (mutual TLS).
+	ClientCert *tls.Certificate
+	Orderers   Orderers
+	Logger     *slog.Logger
+	// MinBackoff and MaxBackoff bound the wait between reconnection attempts.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Puller pulls blocks of one channel.
+type Puller struct {
+	cfg Config
+}
+
+// New returns a Puller.
+func New(cfg Config) *Puller {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 10 * time.Second
+	}
+	return &Puller{cfg: cfg}
+}
+
+// Handler receives verified blocks in order. It returns the policies to verify
+// the next block with (a config block may change them) or an error, which stops
+// Run.
+type Handler func(ctx context.Context, b *cb.Block) error
+
+// Next reports the next block number wanted, the previous block's header and
+// the policies in force; it is consulted at each (re)connection and after each
+// block.
+type Next func() (number uint64, prev *cb.BlockHeader, policies PolicySource)
+
+// Run pulls blocks from next() onwards until ctx ends or handle fails.
+func (p *Puller) Run(ctx context.Context, next Next, handle Handler) error {
+	backoff := p.cfg.MinBackoff
+	for attempt := 0; ; attempt++ {
+		addrs, roots := p.cfg.Orderers()
+		if len(addrs) == 0 {
+			p.cfg.Logger.Warn("channel has no orderer endpoints", "channel", p.cfg.ChannelID)
+		}
+		progressed := false
+		for _, i := range rand.Perm(len(addrs)) {
+			n, err := p.pullFrom(ctx, addrs[i], roots, next, handle)
+			if n > 0 {
+				progressed = true
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var fatal *handlerError
+			if errors.As(err, &fatal) {
+				return fatal.err
+			}
+			p.cfg.Logger.Warn("block delivery interrupted", "channel", p.cfg.ChannelID, "orderer", addrs[i], "blocks", n, "error", err)
+		}
+		if progressed {
+			backoff = p.cfg.MinBackoff
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = time.Duration(math.Min(float64(backoff*2), float64(p.cfg.MaxBackoff)))
+	}
+}
+
+type handlerError struct{ err error }
+
+func (e *handlerError) Error() string { return e.err.Error() }
+
+// pullFrom streams blocks from one orderer until the stream breaks; it returns
+// how many blocks it delivered.
+func (p *Puller) pullFrom(ctx context.Context, addr string, roots [][]byte, next Next, handle Handler) (int, error) {
+	pool, err := comm.CertPoolFromPEM(roots...)
+	if err != nil {
+		return 0, err
+	}
+	tlsCfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if p.cfg.ClientCert != nil {
+		tlsCfg.Certificates = []tls.Certificate{*p.cfg.ClientCert}
+	}
+	conn, err := comm.Dial(addr, tlsCfg)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := ab.NewAtomicBroadcastClient(conn).Deliver(sctx)
+	if err != nil {
+		return 0, fmt.Errorf("open deliver stream: %w", err)
+	}
+	start, _, _ := next()
+	seek, err := envelope.NewSignedEnvelope(cb.HeaderType_DELIVER_SEEK_INFO, p.cfg.ChannelID, p.cfg.Signer, &ab.SeekInfo{
+		Start:    &ab.SeekPosition{Type: &ab.SeekPosition_Specified{Specified: &ab.SeekSpecified{Number: start}}},
+		Stop:     &ab.SeekPosition{Type: &ab.SeekPosition_Specified{Specified: &ab.SeekSpecified{Number: math.MaxUint64}}},
+		Behavior: ab.SeekInfo_BLOCK_UNTIL_READY,
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := stream.Send(seek); err != nil {
+		return 0, fmt.Errorf("send seek: %w", err)
+	}
+	delivered := 0
+	for {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			return delivered, errors.New("orderer closed the stream")
+		}
+		if err != nil {
+			return delivered, fmt.Errorf("receive: %w", err)
+		}
+		switch t := resp.Type.(type) {
+		case *ab.DeliverResponse_Status:
+			return delivered, fmt.Errorf("orderer answered %s", t.Status)
+		case *ab.DeliverResponse_Block:
+			want, prev, policies := next()
+			if err := Verify(t.Block, want, prev, policies); err != nil {
+				// A bad block from one orderer is that orderer's problem: drop the
+				// stream and try another.
+				return delivered, fmt.Errorf("refused block from %s: %w", addr, err)
+			}
+			if err := handle(ctx, t.Block); err != nil {
+				return delivered, &handlerError{err: err}
+			}
+			delivered++
+		default:
+			return delivered, fmt.Errorf("unexpected deliver response %T", resp.Type)
+		}
+	}
+}
+
+// Verify checks that b is block number want, chains to prev (nil for block 0),
+// has a data hash matching its data, and carries orderer signatures satisfying
+// /Channel/Orderer/BlockValidation.
+func Verify(b *cb.Block, want uint64, prev *cb.BlockHeader, policies PolicySource) error {
+	if err := block.CheckStructure(b); err != nil {
+		return err
+	}
+	if b.Header.Number != want {
+		return fmt.Errorf("got block %d, want %d", b.Header.Number, want)
+	}
+	if prev != nil && !bytes.Equal(b.Header.PreviousHash, block.HeaderHash(prev)) {
+		return fmt.Errorf("block %d previous hash %x does not match block %d's hash", b.Header.Number, b.Header.PreviousHash, prev.Number)
+	}
+	signed, err := SignedData(b)
+	if err != nil {
+		return err
+	}
+	pol, err := policies.Policy("/Channel/Orderer/BlockValidation")
+	if err != nil {
+		return fmt.Errorf("block validation policy: %w", err)
+	}
+	if err := pol.Evaluate(signed); err != nil {
+		return fmt.Errorf("block %d signatures: %w", b.Header.Number, err)
+	}
+	return nil
+}
+
+// SignedData extracts the orderer signatures of a block's SIGNATURES metadata:
+// each covers the metadata value, its signature header and the block header.
+func SignedData(b *cb.Block) ([]policy.SignedData, error) {
+	raw := b.Metadata.Metadata[cb.BlockMetadataIndex_SIGNATURES]
+	md := &cb.Metadata{}
+	if err := proto.Unmarshal(raw, md); err != nil {
+		return nil, fmt.Errorf("block %d signature metadata: %w", b.Header.Number, err)
+	}
+	header := block.HeaderBytes(b.Header)
+	out := make([]policy.SignedData, 0, len(md.Signatures))
+	for _, s := range md.Signatures {
+		sh := &cb.SignatureHeader{}
+		if err := proto.Unmarshal(s.SignatureHeader, sh); err != nil {
+			return nil, fmt.Errorf("block %d signature header: %w", b.Header.Number, err)
+		}
+		data := make([]byte, 0, len(md.Value)+len(s.SignatureHeader)+len(header))
+		data = append(append(append(data, md.Value...), s.SignatureHeader...), header...)
+		out = append(out, policy.SignedData{Data: data, Identity: sh.Creator, Signature: s.Signature})
+	}
+	return out, nil
+}
