@@ -220,7 +220,7 @@ func (n *Network) startNodes(ctx context.Context) error {
 					"keyFile":  l.NodeTLSKeyPath(false, org.Domain, full),
 					"rootCAs":  []string{l.TLSCACertPath(false, org.Domain)},
 				},
-				"admin": map[string]any{"clientRootCAs": []string{l.TLSCACertPath(false, org.Domain)}},
+				"admin":  map[string]any{"clientRootCAs": []string{l.TLSCACertPath(false, org.Domain)}},
 				"noSync": n.opts.NoSync,
 			}
 			p := &Process{Name: full, Role: "orderer", Org: org.MSPID, Address: nd.Address(),
