@@ -120,6 +120,12 @@ type Invocation struct {
 	OrgMSPIDs []string
 }
 
+// request is one invocation being served.
+type request struct {
+	scc *SCC
+	inv *Invocation
+}
+
 // notFoundError makes Invoke answer with status 404, as Fabric does for an
 // undefined namespace.
 type notFoundError struct{ msg string }
@@ -174,44 +180,46 @@ func call[A any, PA interface {
 }
 
 func (s *SCC) dispatch(fn string, input []byte, inv *Invocation) (proto.Message, error) {
+	c := &request{scc: s, inv: inv}
 	switch fn {
 	case InstallChaincodeFuncName:
-		return call(input, func(a *lb.InstallChaincodeArgs) (proto.Message, error) { return s.install(inv, a) })
+		return call(input, c.install)
 	case QueryInstalledChaincodeFuncName:
-		return call(input, func(a *lb.QueryInstalledChaincodeArgs) (proto.Message, error) { return s.queryInstalled(inv, a) })
+		return call(input, c.queryInstalled)
 	case GetInstalledChaincodePackageFuncName:
-		return call(input, func(a *lb.GetInstalledChaincodePackageArgs) (proto.Message, error) {
-			return s.getInstalledPackage(inv, a)
-		})
+		return call(input, c.getInstalledPackage)
 	case QueryInstalledChaincodesFuncName:
-		return call(input, func(a *lb.QueryInstalledChaincodesArgs) (proto.Message, error) { return s.queryInstalledAll(inv, a) })
+		return call(input, c.queryInstalledAll)
 	}
-	var f func(*channelCall, []byte) (proto.Message, error)
 	switch fn {
-	case ApproveChaincodeDefinitionForMyOrgFuncName:
-		f = func(c *channelCall, in []byte) (proto.Message, error) { return call(in, c.approve) }
-	case QueryApprovedChaincodeDefinitionFuncName:
-		f = func(c *channelCall, in []byte) (proto.Message, error) { return call(in, c.queryApproved) }
-	case CheckCommitReadinessFuncName:
-		f = func(c *channelCall, in []byte) (proto.Message, error) { return call(in, c.checkCommitReadiness) }
-	case CommitChaincodeDefinitionFuncName:
-		f = func(c *channelCall, in []byte) (proto.Message, error) { return call(in, c.commit) }
-	case QueryChaincodeDefinitionFuncName:
-		f = func(c *channelCall, in []byte) (proto.Message, error) { return call(in, c.queryDefinition) }
-	case QueryChaincodeDefinitionsFuncName:
-		f = func(c *channelCall, in []byte) (proto.Message, error) { return call(in, c.queryDefinitions) }
+	case ApproveChaincodeDefinitionForMyOrgFuncName, QueryApprovedChaincodeDefinitionFuncName, CheckCommitReadinessFuncName,
+		CommitChaincodeDefinitionFuncName, QueryChaincodeDefinitionFuncName, QueryChaincodeDefinitionsFuncName:
 	default:
 		return nil, fmt.Errorf("unknown lifecycle function '%s'", fn)
 	}
 	if inv.ChannelID == "" || inv.State == nil {
 		return nil, fmt.Errorf("function '%s' must be invoked on a channel", fn)
 	}
-	return f(&channelCall{scc: s, inv: inv}, input)
+	switch fn {
+	case ApproveChaincodeDefinitionForMyOrgFuncName:
+		return call(input, c.approve)
+	case QueryApprovedChaincodeDefinitionFuncName:
+		return call(input, c.queryApproved)
+	case CheckCommitReadinessFuncName:
+		return call(input, c.checkCommitReadiness)
+	case CommitChaincodeDefinitionFuncName:
+		return call(input, c.commit)
+	case QueryChaincodeDefinitionFuncName:
+		return call(input, c.queryDefinition)
+	default:
+		return call(input, c.queryDefinitions)
+	}
 }
 
 // requireLocalAdmin is Fabric's default ACL for installing, approving and
 // the queries of installed packages: the creator must be an admin of this
-// peer's own MSP.
+// peer's own MSP. The message starts as Fabric's does, capital included,
+// because scripts match on it.
 func (s *SCC) requireLocalAdmin(inv *Invocation) error {
 	if inv.CreatorMSPID != s.mspID || !inv.CreatorIsAdmin {
 		return fmt.Errorf("Failed to authorize invocation due to failed ACL check: the creator (MSP '%s', admin: %t) is not an admin of this peer's organization '%s'", inv.CreatorMSPID, inv.CreatorIsAdmin, s.mspID)
@@ -219,7 +227,8 @@ func (s *SCC) requireLocalAdmin(inv *Invocation) error {
 	return nil
 }
 
-func (s *SCC) install(inv *Invocation, a *lb.InstallChaincodeArgs) (proto.Message, error) {
+func (c *request) install(a *lb.InstallChaincodeArgs) (proto.Message, error) {
+	s, inv := c.scc, c.inv
 	if err := s.requireLocalAdmin(inv); err != nil {
 		return nil, err
 	}
@@ -239,7 +248,8 @@ func (s *SCC) install(inv *Invocation, a *lb.InstallChaincodeArgs) (proto.Messag
 	return &lb.InstallChaincodeResult{PackageId: id, Label: pkg.Metadata.Label}, nil
 }
 
-func (s *SCC) queryInstalled(inv *Invocation, a *lb.QueryInstalledChaincodeArgs) (proto.Message, error) {
+func (c *request) queryInstalled(a *lb.QueryInstalledChaincodeArgs) (proto.Message, error) {
+	s, inv := c.scc, c.inv
 	if err := s.requireLocalAdmin(inv); err != nil {
 		return nil, err
 	}
@@ -254,7 +264,8 @@ func (s *SCC) queryInstalled(inv *Invocation, a *lb.QueryInstalledChaincodeArgs)
 	return &lb.QueryInstalledChaincodeResult{PackageId: a.PackageId, Label: label}, nil
 }
 
-func (s *SCC) getInstalledPackage(inv *Invocation, a *lb.GetInstalledChaincodePackageArgs) (proto.Message, error) {
+func (c *request) getInstalledPackage(a *lb.GetInstalledChaincodePackageArgs) (proto.Message, error) {
+	s, inv := c.scc, c.inv
 	if err := s.requireLocalAdmin(inv); err != nil {
 		return nil, err
 	}
@@ -268,7 +279,8 @@ func (s *SCC) getInstalledPackage(inv *Invocation, a *lb.GetInstalledChaincodePa
 	return &lb.GetInstalledChaincodePackageResult{ChaincodeInstallPackage: b}, nil
 }
 
-func (s *SCC) queryInstalledAll(inv *Invocation, _ *lb.QueryInstalledChaincodesArgs) (proto.Message, error) {
+func (c *request) queryInstalledAll(_ *lb.QueryInstalledChaincodesArgs) (proto.Message, error) {
+	s, inv := c.scc, c.inv
 	if err := s.requireLocalAdmin(inv); err != nil {
 		return nil, err
 	}
@@ -286,15 +298,9 @@ func (s *SCC) queryInstalledAll(inv *Invocation, _ *lb.QueryInstalledChaincodesA
 	return res, nil
 }
 
-// channelCall is one invocation of a channel function.
-type channelCall struct {
-	scc *SCC
-	inv *Invocation
-}
-
 // orgs returns the channel's orgs, sorted and without duplicates so that
 // reads, maps and messages come out in the same order on every peer.
-func (c *channelCall) orgs() ([]string, error) {
+func (c *request) orgs() ([]string, error) {
 	if len(c.inv.OrgMSPIDs) == 0 {
 		return nil, fmt.Errorf("no application config for channel '%s'", c.inv.ChannelID)
 	}
@@ -303,14 +309,14 @@ func (c *channelCall) orgs() ([]string, error) {
 	return slices.Compact(orgs), nil
 }
 
-func (c *channelCall) requireMember(orgs []string) error {
+func (c *request) requireMember(orgs []string) error {
 	if !slices.Contains(orgs, c.scc.mspID) {
 		return fmt.Errorf("impossibly, this peer's org is processing requests for a channel it is not a member of")
 	}
 	return nil
 }
 
-func (c *channelCall) approve(a *lb.ApproveChaincodeDefinitionForMyOrgArgs) (proto.Message, error) {
+func (c *request) approve(a *lb.ApproveChaincodeDefinitionForMyOrgArgs) (proto.Message, error) {
 	if err := c.scc.requireLocalAdmin(c.inv); err != nil {
 		return nil, err
 	}
@@ -390,7 +396,7 @@ func setProto(state State, key string, m proto.Message) error {
 	return state.SetState(Namespace, key, b)
 }
 
-func (c *channelCall) queryApproved(a *lb.QueryApprovedChaincodeDefinitionArgs) (proto.Message, error) {
+func (c *request) queryApproved(a *lb.QueryApprovedChaincodeDefinitionArgs) (proto.Message, error) {
 	state := c.inv.State
 	seq := a.Sequence
 	if seq == 0 {
@@ -471,7 +477,7 @@ func (r *readiness) explain(seq int64) string {
 
 // readiness checks the sequence and reads every org's approval of the
 // requested definition, as Fabric's CheckCommitReadiness.
-func (c *channelCall) readiness(name string, seq int64, p params) (*readiness, error) {
+func (c *request) readiness(name string, seq int64, p params) (*readiness, error) {
 	orgs, err := c.orgs()
 	if err != nil {
 		return nil, err
@@ -505,7 +511,7 @@ func (c *channelCall) readiness(name string, seq int64, p params) (*readiness, e
 	return r, nil
 }
 
-func (c *channelCall) checkCommitReadiness(a *lb.CheckCommitReadinessArgs) (proto.Message, error) {
+func (c *request) checkCommitReadiness(a *lb.CheckCommitReadinessArgs) (proto.Message, error) {
 	p := params{
 		Version: a.Version, EndorsementPlugin: a.EndorsementPlugin, InitRequired: a.InitRequired,
 		ValidationPlugin: a.ValidationPlugin, ValidationParameter: a.ValidationParameter, Collections: a.Collections,
@@ -524,7 +530,7 @@ func (c *channelCall) checkCommitReadiness(a *lb.CheckCommitReadinessArgs) (prot
 	return res, nil
 }
 
-func (c *channelCall) commit(a *lb.CommitChaincodeDefinitionArgs) (proto.Message, error) {
+func (c *request) commit(a *lb.CommitChaincodeDefinitionArgs) (proto.Message, error) {
 	p := params{
 		Version: a.Version, EndorsementPlugin: a.EndorsementPlugin, InitRequired: a.InitRequired,
 		ValidationPlugin: a.ValidationPlugin, ValidationParameter: a.ValidationParameter, Collections: a.Collections,
@@ -564,7 +570,7 @@ func (c *channelCall) commit(a *lb.CommitChaincodeDefinitionArgs) (proto.Message
 
 // approvalsOf reports, for each channel org, whether it approved exactly
 // the committed definition.
-func (c *channelCall) approvalsOf(def *lb.CommitChaincodeDefinitionArgs) (map[string]bool, error) {
+func (c *request) approvalsOf(def *lb.CommitChaincodeDefinitionArgs) (map[string]bool, error) {
 	orgs, err := c.orgs()
 	if err != nil {
 		return nil, err
@@ -581,7 +587,7 @@ func (c *channelCall) approvalsOf(def *lb.CommitChaincodeDefinitionArgs) (map[st
 	return out, nil
 }
 
-func (c *channelCall) queryDefinition(a *lb.QueryChaincodeDefinitionArgs) (proto.Message, error) {
+func (c *request) queryDefinition(a *lb.QueryChaincodeDefinitionArgs) (proto.Message, error) {
 	def, err := readDefinition(c.inv.State, a.Name)
 	if err != nil {
 		return nil, err
@@ -605,7 +611,7 @@ func (c *channelCall) queryDefinition(a *lb.QueryChaincodeDefinitionArgs) (proto
 	}, nil
 }
 
-func (c *channelCall) queryDefinitions(*lb.QueryChaincodeDefinitionsArgs) (proto.Message, error) {
+func (c *request) queryDefinitions(*lb.QueryChaincodeDefinitionsArgs) (proto.Message, error) {
 	// '0' is the byte after '/', so this scans exactly "definitions/...".
 	it, err := c.inv.State.GetStateRangeScanIterator(Namespace, definitionPrefix, strings.TrimSuffix(definitionPrefix, "/")+"0")
 	if err != nil {
