@@ -1,0 +1,97 @@
+package localnet_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cairn-ledger/cairn/internal/localnet"
+)
+
+// TestNetworkUpDetachAndDown runs the commands a user runs: `cairn network up
+// --detach` must be ready well within 30 s and write network.json, and `cairn
+// network down` must leave no process behind.
+func TestNetworkUpDetachAndDown(t *testing.T) {
+	dir := t.TempDir()
+	began := time.Now()
+	out, err := exec.Command(cairnBin, "network", "up", "--detach", "--dir", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("network up: %v\n%s", err, out)
+	}
+	elapsed := time.Since(began)
+	if !strings.Contains(string(out), "network ready in") {
+		t.Fatalf("network up printed no ready line:\n%s", out)
+	}
+	if elapsed > 30*time.Second {
+		t.Fatalf("network up took %s, want < 30s", elapsed)
+	}
+	t.Logf("network up --detach: %s", elapsed)
+
+	info, err := localnet.LoadInfo(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Channel != "mychannel" || len(info.Chaincodes) != 1 || info.Chaincodes[0] != "basic" {
+		t.Fatalf("network.json channel/chaincodes = %q %v", info.Channel, info.Chaincodes)
+	}
+	if len(info.Organizations) != 1 || info.Organizations[0].MSPID != "Org1MSP" || len(info.Organizations[0].Peers) != 1 {
+		t.Fatalf("network.json organizations = %+v", info.Organizations)
+	}
+	for _, p := range []string{info.Organizations[0].Peers[0].TLSRootCert, info.Organizations[0].Users["user1"].Cert, info.Organizations[0].Users["admin"].Key, info.Orderers[0].TLSRootCert} {
+		if !filepath.IsAbs(p) {
+			t.Fatalf("path %q in network.json is not absolute", p)
+		}
+		if _, err := os.Stat(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	raw, err := os.ReadFile(filepath.Join(dir, localnet.StateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Processes []localnet.Process `json:"processes"`
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Processes) != 3 {
+		t.Fatalf("want orderer, peer and chaincode processes, got %d", len(st.Processes))
+	}
+	for _, p := range st.Processes {
+		if !running(p.PID) {
+			t.Fatalf("%s (pid %d) is not running after up --detach", p.Name, p.PID)
+		}
+	}
+
+	out, err = exec.Command(cairnBin, "network", "down", "--dir", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("network down: %v\n%s", err, out)
+	}
+	for _, p := range st.Processes {
+		if running(p.PID) {
+			t.Fatalf("%s (pid %d) still running after network down", p.Name, p.PID)
+		}
+	}
+}
+
+// running reports whether pid is a live process; a zombie (exited, not yet
+// reaped by whoever adopted it) is not running.
+func running(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(raw), ')')
+	return i < 0 || i+2 >= len(raw) || raw[i+2] != 'Z'
+}
