@@ -252,7 +252,12 @@ func applicationConfig(ctx configtx.ConfigTx) (ApplicationConfig, error) {
 	ac := ApplicationConfig{ACLs: a.ACLs}
 	for _, org := range a.Organizations {
 		ao := AppOrg{Name: org.Name, MSPID: org.MSP.Name}
-		for _, p := range org.AnchorPeers {
+		// Configuration() leaves anchor peers out; they are read from the org group.
+		anchors, err := ctx.Application().Organization(org.Name).AnchorPeers()
+		if err != nil {
+			return ApplicationConfig{}, fmt.Errorf("organisation %s anchor peers: %w", org.Name, err)
+		}
+		for _, p := range anchors {
 			ao.AnchorPeers = append(ao.AnchorPeers, net.JoinHostPort(p.Host, strconv.Itoa(p.Port)))
 		}
 		for _, c := range org.MSP.TLSRootCerts {

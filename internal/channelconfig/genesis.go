@@ -12,7 +12,9 @@ import (
 	"github.com/hyperledger/fabric-config/configtx/membership"
 	"github.com/hyperledger/fabric-config/configtx/orderer"
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/cairn-ledger/cairn/internal/block"
 	"github.com/cairn-ledger/cairn/internal/cryptogen"
 	"github.com/cairn-ledger/cairn/internal/netconfig"
 )
@@ -130,11 +132,54 @@ func Genesis(net *netconfig.Network, cryptoDir string) (*cb.Block, error) {
 			State: orderer.ConsensusStateNormal,
 		},
 	}
-	block, err := configtx.NewApplicationChannelGenesisBlock(channel, ch.Name)
+	gb, err := configtx.NewApplicationChannelGenesisBlock(channel, ch.Name)
 	if err != nil {
 		return nil, fmt.Errorf("build genesis block of channel %s: %w", ch.Name, err)
 	}
-	return block, nil
+	if err := addAnchorPeers(gb, appOrgs); err != nil {
+		return nil, fmt.Errorf("genesis block of channel %s: %w", ch.Name, err)
+	}
+	return gb, nil
+}
+
+// addAnchorPeers writes the organisations' anchor peers into a genesis block.
+// fabric-config's genesis builder leaves them out (as configtxgen does, which
+// makes Fabric operators send an anchor-peer update per organisation); Cairn
+// writes them at once, so peers can find each other from block 0.
+func addAnchorPeers(gb *cb.Block, orgs []configtx.Organization) error {
+	env := &cb.Envelope{}
+	if err := proto.Unmarshal(gb.Data.Data[0], env); err != nil {
+		return err
+	}
+	payload := &cb.Payload{}
+	if err := proto.Unmarshal(env.Payload, payload); err != nil {
+		return err
+	}
+	ce := &cb.ConfigEnvelope{}
+	if err := proto.Unmarshal(payload.Data, ce); err != nil {
+		return err
+	}
+	ctx := configtx.New(ce.Config)
+	for _, org := range orgs {
+		for _, a := range org.AnchorPeers {
+			if err := ctx.Application().Organization(org.Name).AddAnchorPeer(a); err != nil {
+				return fmt.Errorf("anchor peer of %s: %w", org.Name, err)
+			}
+		}
+	}
+	ce.Config = ctx.UpdatedConfig()
+	var err error
+	if payload.Data, err = proto.Marshal(ce); err != nil {
+		return err
+	}
+	if env.Payload, err = proto.Marshal(payload); err != nil {
+		return err
+	}
+	if gb.Data.Data[0], err = proto.Marshal(env); err != nil {
+		return err
+	}
+	gb.Header.DataHash = block.DataHash(gb.Data)
+	return nil
 }
 
 // DefaultACLs maps Fabric's resource names to channel policies as Fabric's

@@ -2,6 +2,8 @@ package localnet_test
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,6 +70,27 @@ func TestNetworkUpDetachAndDown(t *testing.T) {
 	for _, p := range st.Processes {
 		if !running(p.PID) {
 			t.Fatalf("%s (pid %d) is not running after up --detach", p.Name, p.PID)
+		}
+	}
+
+	// Every node serves its operations endpoint.
+	for _, p := range st.Processes {
+		if p.OperationsAddress == "" {
+			continue
+		}
+		for _, path := range []string{"/healthz", "/metrics"} {
+			resp, err := http.Get("http://" + p.OperationsAddress + path)
+			if err != nil {
+				t.Fatalf("%s %s: %v", p.Name, path, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s %s: %s %s", p.Name, path, resp.Status, body)
+			}
+			if path == "/metrics" && !strings.Contains(string(body), "go_goroutines") && !strings.Contains(string(body), "cairn_") {
+				t.Fatalf("%s /metrics exposes no metrics:\n%s", p.Name, body)
+			}
 		}
 	}
 
