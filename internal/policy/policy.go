@@ -160,3 +160,14 @@ func (e *Error) Is(target error) bool { return target == ErrNotSatisfied }
 
 // Unwrap returns Cause.
 func (e *Error) Unwrap() error { return e.Cause }
+
+// Explain renders a failed check of the policy at path in one line: an *Error
+// already names its policy and why it failed; any other error gets the path
+// prefixed, so every refusal says which policy refused.
+func Explain(path string, err error) string {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return err.Error()
+	}
+	return fmt.Sprintf("policy %s not satisfied: %v", path, err)
+}

@@ -142,7 +142,7 @@ func (h *Handler) process(ctx context.Context, env *cb.Envelope) (string, *ab.Br
 	}
 	signed := []policy.SignedData{{Data: env.Payload, Identity: shdr.Creator, Signature: env.Signature}}
 	if err := ch.Evaluate(WritersPolicy, signed); err != nil {
-		return id, reject(cb.Status_FORBIDDEN, "access denied: policy %s not satisfied: %v", WritersPolicy, err)
+		return id, reject(cb.Status_FORBIDDEN, "access denied: %s", policy.Explain(WritersPolicy, err))
 	}
 
 	raw, err := proto.Marshal(env)

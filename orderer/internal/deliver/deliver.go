@@ -146,7 +146,7 @@ func (h *Handler) serve(ctx context.Context, s Stream, env *cb.Envelope) (cb.Sta
 	}
 	signed := []policy.SignedData{{Data: env.Payload, Identity: shdr.Creator, Signature: env.Signature}}
 	if err := ch.Evaluate(ReadersPolicy, signed); err != nil {
-		return cb.Status_FORBIDDEN, fmt.Sprintf("policy %s not satisfied: %v", ReadersPolicy, err), nil
+		return cb.Status_FORBIDDEN, "access denied: " + policy.Explain(ReadersPolicy, err), nil
 	}
 	seek := &ab.SeekInfo{}
 	if err := proto.Unmarshal(payload.Data, seek); err != nil {
