@@ -41,6 +41,10 @@ type Policies interface {
 	EndorsementPolicy(ns string, writes []*kvrwset.KVWrite) (spe *cb.SignaturePolicyEnvelope, ref string, err error)
 }
 
+// errLedger marks a result that could not be decided because the ledger
+// could not be read; Validate turns it into an error for the whole block.
+var errLedger = errors.New("ledger unavailable")
+
 // ErrUndefined is returned by Policies for a namespace with no committed definition.
 var ErrUndefined = errors.New("chaincode is not defined on the channel")
 
@@ -101,12 +105,15 @@ func (v *Validator) Validate(ctx context.Context, b *cb.Block, bundle *channelco
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				results[i] = v.checkTx(b, i, bundle, policies)
+				results[i] = v.checkTx(b, i, bundle, ledger, policies)
 			}
 		}()
 	}
 	var cancelled error
 	for i := 0; i < n; i++ {
+		if cancelled = ctx.Err(); cancelled != nil {
+			break
+		}
 		select {
 		case jobs <- i:
 		case <-ctx.Done():
@@ -122,31 +129,25 @@ func (v *Validator) Validate(ctx context.Context, b *cb.Block, bundle *channelco
 		return nil, fmt.Errorf("validate block %d: %w", b.Header.Number, cancelled)
 	}
 
-	// Duplicates are decided in block order: the first occurrence in the block
-	// wins, and any tx ID already in the ledger is a duplicate.
+	for _, r := range results {
+		if errors.Is(r.Error, errLedger) {
+			return nil, fmt.Errorf("validate block %d: %w", b.Header.Number, r.Error)
+		}
+	}
+	// Within the block the first VALID occurrence of a tx ID wins; as in
+	// Fabric, invalid transactions claim nothing, so a forged copy placed
+	// ahead of a genuine transaction cannot knock it out.
 	seen := make(map[string]bool, n)
 	for i := range results {
 		r := &results[i]
-		if r.TxID == "" {
-			continue
-		}
-		if seen[r.TxID] {
-			if r.Code == pb.TxValidationCode_VALID {
-				r.Code, r.Error = pb.TxValidationCode_DUPLICATE_TXID, fmt.Errorf("tx ID %s appears earlier in block %d", r.TxID, b.Header.Number)
-			}
-			continue
-		}
-		seen[r.TxID] = true
 		if r.Code != pb.TxValidationCode_VALID {
 			continue
 		}
-		exists, err := ledger.TxIDExists(r.TxID)
-		if err != nil {
-			return nil, fmt.Errorf("validate block %d: look up tx ID %s: %w", b.Header.Number, r.TxID, err)
+		if seen[r.TxID] {
+			r.Code, r.Error = pb.TxValidationCode_DUPLICATE_TXID, fmt.Errorf("tx ID %s appears earlier in block %d", r.TxID, b.Header.Number)
+			continue
 		}
-		if exists {
-			r.Code, r.Error = pb.TxValidationCode_DUPLICATE_TXID, fmt.Errorf("tx ID %s is already in the ledger", r.TxID)
-		}
+		seen[r.TxID] = true
 	}
 	for i, r := range results {
 		if r.Code != pb.TxValidationCode_VALID {
@@ -168,7 +169,7 @@ func invalid(code pb.TxValidationCode, txID string, format string, args ...any) 
 }
 
 // checkTx decides one envelope's code, short of duplicates and MVCC.
-func (v *Validator) checkTx(b *cb.Block, i int, bundle *channelconfig.Bundle, policies Policies) Result {
+func (v *Validator) checkTx(b *cb.Block, i int, bundle *channelconfig.Bundle, ledger Ledger, policies Policies) Result {
 	raw := b.Data.Data[i]
 	if len(raw) == 0 {
 		return invalid(pb.TxValidationCode_NIL_ENVELOPE, "", "empty envelope")
@@ -209,6 +210,13 @@ func (v *Validator) checkTx(b *cb.Block, i int, bundle *channelconfig.Bundle, po
 	}
 	if err := envelope.CheckTxID(txID, sh.Nonce, sh.Creator); err != nil {
 		return invalid(pb.TxValidationCode_BAD_PROPOSAL_TXID, txID, "%v", err)
+	}
+	// As Fabric, a tx ID already in the ledger is a duplicate before any
+	// endorsement is looked at.
+	if exists, err := ledger.TxIDExists(txID); err != nil {
+		return Result{TxID: txID, Code: pb.TxValidationCode_INVALID_OTHER_REASON, Error: fmt.Errorf("%w: look up tx ID %s: %v", errLedger, txID, err)}
+	} else if exists {
+		return invalid(pb.TxValidationCode_DUPLICATE_TXID, txID, "tx ID %s is already in the ledger", txID)
 	}
 	parsed := &envelope.Parsed{Envelope: env, Payload: payload, ChannelHeader: ch, SignatureHeader: sh}
 	tx, err := envelope.UnpackTransaction(parsed)
