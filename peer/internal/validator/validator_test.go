@@ -347,7 +347,6 @@ func TestValidateDuplicateInBlock(t *testing.T) {
 // for VALID results only), so a forged copy with a bad signature placed first
 // must not invalidate the genuine transaction behind it.
 func TestValidateInvalidTxDoesNotClaimTxID(t *testing.T) {
-
 	f := newFixture(t)
 	good, id := f.tx(t, txSpec{})
 	env := &cb.Envelope{}
