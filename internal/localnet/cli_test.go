@@ -118,3 +118,75 @@ func running(pid int) bool {
 	i := strings.LastIndexByte(string(raw), ')')
 	return i < 0 || i+2 >= len(raw) || raw[i+2] != 'Z'
 }
+
+// TestNetworkUpForegroundStopsOnSignal runs `cairn network up` in the
+// foreground, as `make run` does, and checks Ctrl-C (SIGINT) stops every
+// process it started.
+func TestNetworkUpForegroundStopsOnSignal(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(cairnBin, "network", "up", "--dir", dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	ready := make(chan string, 1)
+	go func() {
+		var seen strings.Builder
+		buf := make([]byte, 4096)
+		for {
+			n, err := stdout.Read(buf)
+			seen.Write(buf[:n])
+			if strings.Contains(seen.String(), "press Ctrl-C to stop") {
+				ready <- seen.String()
+				io.Copy(io.Discard, stdout)
+				return
+			}
+			if err != nil {
+				ready <- seen.String()
+				return
+			}
+		}
+	}()
+	var out string
+	select {
+	case out = <-ready:
+	case <-time.After(60 * time.Second):
+		t.Fatal("network up did not become ready")
+	}
+	if !strings.Contains(out, "network ready in") {
+		t.Fatalf("no ready line:\n%s", out)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, localnet.StateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Processes []localnet.Process `json:"processes"`
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("network up exited with %v after SIGINT", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("network up did not exit after SIGINT")
+	}
+	for _, p := range st.Processes {
+		if running(p.PID) {
+			t.Fatalf("%s (pid %d) still running after Ctrl-C", p.Name, p.PID)
+		}
+	}
+}

@@ -370,5 +370,7 @@ func (n *Network) Describe() string {
 		fmt.Fprintf(&b, "  orderer  %-28s %s (admin %s)\n", o.Name, o.Address, o.AdminAddress)
 	}
 	fmt.Fprintf(&b, "connection profile: %s\n", filepath.Join(n.Dir, InfoFile))
+	fmt.Fprintf(&b, "use it with a Fabric Gateway SDK: connect to a peer's address (TLS server name = its name,\n")
+	fmt.Fprintf(&b, "root = tlsRootCert) as users.user1, then submit to chaincode basic on channel %s, e.g. CreateAsset\n", n.Info.Channel)
 	return b.String()
 }
