@@ -346,3 +346,20 @@ func (l *Ledger) Close() error {
 	close(l.done)
 	return errors.Join(l.state.Close(), l.blocks.Close())
 }
+
+// StateDigest fingerprints the committed state (see statedb.Snapshot.Digest)
+// at the current height; two peers with the same chain have the same digest.
+func (l *Ledger) StateDigest() (digest []byte, keys int, height uint64, err error) {
+	l.cmu.Lock()
+	defer l.cmu.Unlock()
+	if l.closed {
+		return nil, 0, 0, ErrClosed
+	}
+	snap, err := l.state.Snapshot()
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	defer snap.Release()
+	digest, keys, err = snap.Digest()
+	return digest, keys, l.Height(), err
+}
