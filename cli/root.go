@@ -49,6 +49,7 @@ func newRoot() *cobra.Command {
 		newPeerCmd(),
 		newChaincodeCmd(),
 		newNetworkCmd(),
+		newBenchCmd(),
 	)
 	return root
 }

@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-ledger/cairn/internal/bench"
+	"github.com/cairn-ledger/cairn/internal/localnet"
+	"github.com/cairn-ledger/cairn/internal/netconfig"
+)
+
+func newBenchCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "bench", Short: "Load generators that measure a network"}
+	cmd.AddCommand(newBenchOrdererCmd())
+	return cmd
+}
+
+func newBenchOrdererCmd() *cobra.Command {
+	var (
+		networkDir   string
+		orderers     int
+		clients      int
+		size         int
+		duration     time.Duration
+		batchTimeout time.Duration
+		maxMessages  uint32
+		asJSON       bool
+	)
+	c := &cobra.Command{
+		Use:   "orderer",
+		Short: "Broadcast signed envelopes from many streams and measure ordering throughput and latency",
+		Long: "Drives an ordering service with envelopes signed by a real client identity over many concurrent\n" +
+			"Broadcast streams spread over all orderers, and watches Deliver to measure envelopes/s and\n" +
+			"broadcast-to-delivery latency. Use --network DIR for a running network (network.json) or\n" +
+			"--orderers N to start a local cluster of N orderers for the run and stop it afterwards.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (networkDir == "") == (orderers == 0) {
+				return errors.New("give exactly one of --network DIR or --orderers N")
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			out := cmd.OutOrStdout()
+			progress := cmd.ErrOrStderr()
+			dir := networkDir
+			if orderers > 0 {
+				tmp, err := os.MkdirTemp("", "cairn-bench-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(tmp)
+				bin, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				net := netconfig.Default()
+				net.OrdererOrgs[0].Orderers = nil
+				for i := 0; i < orderers; i++ {
+					net.OrdererOrgs[0].Orderers = append(net.OrdererOrgs[0].Orderers, netconfig.Node{Name: fmt.Sprintf("orderer%d", i), Host: "127.0.0.1"})
+				}
+				net.Channel.BatchTimeout = netconfig.Duration(batchTimeout)
+				net.Channel.BatchSize.MaxMessageCount = maxMessages
+				fmt.Fprintf(progress, "» starting a local network with %d orderers in %s\n", orderers, tmp)
+				n, err := localnet.Up(ctx, localnet.Options{Dir: filepath.Join(tmp, "net"), Binary: bin, Network: net, Progress: progress})
+				if err != nil {
+					return err
+				}
+				defer n.Stop()
+				dir = n.Dir
+			}
+			info, err := localnet.LoadInfo(dir)
+			if err != nil {
+				return err
+			}
+			if len(info.Organizations) == 0 || len(info.Orderers) == 0 {
+				return errors.New("network.json lists no organisation or orderer")
+			}
+			org := info.Organizations[0]
+			user, ok := org.Users["user1"]
+			if !ok {
+				return fmt.Errorf("organisation %s has no user1 in network.json", org.MSPID)
+			}
+			cfg := bench.OrdererConfig{
+				TLSRootCert: info.Orderers[0].TLSRootCert,
+				Channel:     info.Channel,
+				MSPID:       org.MSPID, CertFile: user.Cert, KeyFile: user.Key,
+				Clients: clients, Size: size, Duration: duration,
+			}
+			for _, o := range info.Orderers {
+				cfg.Orderers = append(cfg.Orderers, o.Address)
+			}
+			fmt.Fprintf(progress, "» broadcasting %d-byte envelopes from %d streams to %d orderers for %s\n", size, clients, len(cfg.Orderers), duration)
+			res, err := bench.Orderer(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(out).Encode(res)
+			}
+			fmt.Fprintf(out, "%.0f envelopes/s over %.1fs: %d sent, %d delivered, %d errors; latency p50 %.1f ms, p99 %.1f ms\n",
+				res.TPS, res.Seconds, res.Sent, res.Delivered, res.Errors, res.P50ms, res.P99ms)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&networkDir, "network", "", "folder of a running network (network.json)")
+	c.Flags().IntVar(&orderers, "orderers", 0, "start a local network with this many orderers for the run")
+	c.Flags().IntVar(&clients, "clients", 16, "concurrent Broadcast streams")
+	c.Flags().IntVar(&size, "size", 1024, "envelope payload size in bytes")
+	c.Flags().DurationVar(&duration, "duration", 10*time.Second, "measured run time")
+	c.Flags().DurationVar(&batchTimeout, "batch-timeout", 2*time.Millisecond, "BatchTimeout of the channel, with --orderers")
+	c.Flags().Uint32Var(&maxMessages, "max-message-count", 500, "MaxMessageCount of the channel, with --orderers")
+	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object: tps, p50_ms, p99_ms, sent, delivered, errors")
+	return c
+}
