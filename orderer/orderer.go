@@ -1,7 +1,9 @@
 // Package orderer is Cairn's ordering service node: orderer.AtomicBroadcast
 // (Broadcast, Deliver) over TLS gRPC, the channel participation REST API behind
 // mutual TLS, and the operations endpoint (/healthz, /metrics). Each joined
-// channel is ordered by its own raft group. The private parts live in
+// channel is ordered by its own raft group, whose members talk over the
+// Cluster service (protos/cluster.proto), served on the main gRPC port or on
+// a port of its own, and authenticated by their TLS client certificates. The private parts live in
 // orderer/internal/...; this package only wires them.
 //
 // Concurrency: New binds the listeners; Run serves until its context is
@@ -11,6 +13,7 @@ package orderer
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +29,7 @@ import (
 	"github.com/cairn-ledger/cairn/internal/crypto"
 	"github.com/cairn-ledger/cairn/internal/ops"
 	"github.com/cairn-ledger/cairn/orderer/internal/broadcast"
+	"github.com/cairn-ledger/cairn/orderer/internal/cluster"
 	"github.com/cairn-ledger/cairn/orderer/internal/deliver"
 	"github.com/cairn-ledger/cairn/orderer/internal/metrics"
 	"github.com/cairn-ledger/cairn/orderer/internal/participation"
@@ -42,8 +46,10 @@ import (
 type TLSConfig struct {
 	CertFile string `yaml:"certFile"`
 	KeyFile  string `yaml:"keyFile"`
-	// RootCAs verify client certificates on the AtomicBroadcast endpoint when
-	// clients present one (they need not).
+	// RootCAs verify client certificates on the gRPC endpoint when clients
+	// present one (they need not); they must issue the other consenters' TLS
+	// certificates. Without them client certificates are requested but not
+	// verified: the cluster service pins consenter certificates either way.
 	RootCAs []string `yaml:"rootCAs"`
 }
 
@@ -51,6 +57,22 @@ type TLSConfig struct {
 type AdminConfig struct {
 	// ClientRootCAs issue the certificates admin clients must present.
 	ClientRootCAs []string `yaml:"clientRootCAs"`
+}
+
+// ClusterConfig tunes the raft links to the other consenters; zero values take
+// the cluster package's defaults.
+type ClusterConfig struct {
+	// SendBufferSize is how many raft messages queue per remote consenter
+	// before new ones are dropped (Fabric's General.Cluster.SendBufferSize).
+	SendBufferSize int `yaml:"sendBufferSize"`
+	// MaxMessageSize bounds an inbound raft message or forwarded envelope.
+	MaxMessageSize int `yaml:"maxMessageSize"`
+	// SubmitTimeout bounds how long a follower waits for the leader to accept
+	// a forwarded envelope (Fabric's General.Cluster.RPCTimeout).
+	SubmitTimeout time.Duration `yaml:"submitTimeout"`
+	// MinBackoff and MaxBackoff bound the wait between reconnections.
+	MinBackoff time.Duration `yaml:"minBackoff"`
+	MaxBackoff time.Duration `yaml:"maxBackoff"`
 }
 
 // Config configures an orderer node. Listen addresses may use port 0; Addrs
@@ -62,12 +84,18 @@ type Config struct {
 	DataDir                 string      `yaml:"dataDir"`
 	TLS                     TLSConfig   `yaml:"tls"`
 	Admin                   AdminConfig `yaml:"admin"`
+	// ClusterListenAddress, when set, serves the raft cluster service on its
+	// own port (the consenters' address in the channel config); empty serves it
+	// on ListenAddress.
+	ClusterListenAddress string `yaml:"clusterListenAddress"`
 	// MSPID and MSPDir name the identity that signs blocks.
 	MSPID  string `yaml:"mspId"`
 	MSPDir string `yaml:"mspDir"`
 	// DeliverTimeWindow is how far a Deliver request's timestamp may be from
 	// this node's clock (Fabric's General.Authentication.TimeWindow).
 	DeliverTimeWindow time.Duration `yaml:"deliverTimeWindow"`
+	// Cluster tunes the links between the consenters.
+	Cluster ClusterConfig `yaml:"cluster"`
 	// ShutdownTimeout bounds the graceful stop of the servers.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
 	// NoSync skips fsync of block and raft stores: for tests only.
@@ -108,8 +136,12 @@ func (c Config) Validate() error {
 	if len(c.Admin.ClientRootCAs) == 0 {
 		errs = append(errs, errors.New("admin.clientRootCAs is required: the participation API needs mutual TLS"))
 	}
-	if c.DeliverTimeWindow < 0 || c.ShutdownTimeout < 0 {
+	cl := c.Cluster
+	if c.DeliverTimeWindow < 0 || c.ShutdownTimeout < 0 || cl.SubmitTimeout < 0 || cl.MinBackoff < 0 || cl.MaxBackoff < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
+	}
+	if cl.SendBufferSize < 0 || cl.MaxMessageSize < 0 {
+		errs = append(errs, errors.New("cluster sizes must not be negative"))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("orderer config: %w", errors.Join(errs...))
@@ -119,20 +151,26 @@ func (c Config) Validate() error {
 
 // Orderer is one ordering node.
 type Orderer struct {
-	cfg   Config
-	log   *slog.Logger
-	reg   *registrar.Registrar
-	grpc  *grpc.Server
-	admin *http.Server
-	ops   *ops.Server
-	lis   net.Listener
-	alis  net.Listener
+	cfg     Config
+	log     *slog.Logger
+	reg     *registrar.Registrar
+	cluster *cluster.Cluster
+	grpc    *grpc.Server
+	admin   *http.Server
+	ops     *ops.Server
+	lis     net.Listener
+	alis    net.Listener
+	// cgrpc and clis serve the cluster on ClusterListenAddress; nil when it
+	// shares the main server.
+	cgrpc *grpc.Server
+	clis  net.Listener
 	ran   sync.Once
 }
 
 // Addrs are the bound listen addresses.
 type Addrs struct {
 	Broadcast  string // orderer.AtomicBroadcast (gRPC)
+	Cluster    string // raft cluster service (gRPC); Broadcast unless configured apart
 	Admin      string // channel participation API (HTTPS)
 	Operations string // /healthz, /metrics (HTTP)
 }
@@ -167,9 +205,17 @@ func New(cfg Config) (*Orderer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("orderer: %w", err)
 	}
+	keyPair, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("orderer: TLS key pair: %w", err)
+	}
 	serverTLS, err := comm.ServerTLS(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.RootCAs, false)
 	if err != nil {
 		return nil, fmt.Errorf("orderer: broadcast TLS: %w", err)
+	}
+	if serverTLS.ClientAuth == tls.NoClientCert {
+		// The cluster service identifies consenters by their client certificate.
+		serverTLS.ClientAuth = tls.RequestClientCert
 	}
 	adminTLS, err := comm.ServerTLS(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.Admin.ClientRootCAs, true)
 	if err != nil {
@@ -179,14 +225,29 @@ func New(cfg Config) (*Orderer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("orderer: %w", err)
 	}
-	reg, err := registrar.New(registrar.Config{
-		DataDir: cfg.DataDir, TLSCert: tlsCert, Signer: signer, Logger: log, Metrics: m, NoSync: cfg.NoSync,
+	chans := &clusterChannels{}
+	cl, err := cluster.New(cluster.Config{
+		ClientCert:     keyPair,
+		Channels:       chans,
+		SendQueueSize:  cfg.Cluster.SendBufferSize,
+		MaxMessageSize: cfg.Cluster.MaxMessageSize,
+		SubmitTimeout:  cfg.Cluster.SubmitTimeout,
+		MinBackoff:     cfg.Cluster.MinBackoff,
+		MaxBackoff:     cfg.Cluster.MaxBackoff,
+		Logger:         log.With("service", "cluster"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("orderer: %w", err)
 	}
+	reg, err := registrar.New(registrar.Config{
+		DataDir: cfg.DataDir, TLSCert: tlsCert, Signer: signer, Transports: cl, Logger: log, Metrics: m, NoSync: cfg.NoSync,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("orderer: %w", err)
+	}
+	chans.r = reg // before any goroutine can use it: nothing runs before Run
 
-	o := &Orderer{cfg: cfg, log: log, reg: reg}
+	o := &Orderer{cfg: cfg, log: log, reg: reg, cluster: cl}
 	o.grpc, err = comm.NewGRPCServer(serverTLS)
 	if err != nil {
 		return nil, fmt.Errorf("orderer: %w", err)
@@ -195,6 +256,14 @@ func New(cfg Config) (*Orderer, error) {
 		b: broadcast.New(broadcastChannels{reg}, log.With("service", "broadcast"), m),
 		d: deliver.New(deliverChannels{reg}, log.With("service", "deliver"), nil, cfg.DeliverTimeWindow),
 	})
+	if cfg.ClusterListenAddress == "" {
+		cl.Register(o.grpc)
+	} else {
+		if o.cgrpc, err = comm.NewGRPCServer(serverTLS.Clone()); err != nil {
+			return nil, fmt.Errorf("orderer: %w", err)
+		}
+		cl.Register(o.cgrpc)
+	}
 	o.admin = &http.Server{
 		Handler:           participation.New(reg, log.With("service", "participation")),
 		TLSConfig:         adminTLS,
@@ -211,9 +280,15 @@ func New(cfg Config) (*Orderer, error) {
 		o.lis.Close()
 		return nil, fmt.Errorf("orderer: admin listen %s: %w", cfg.AdminListenAddress, err)
 	}
+	if o.cgrpc != nil {
+		if o.clis, err = net.Listen("tcp", cfg.ClusterListenAddress); err != nil {
+			o.lis.Close()
+			o.alis.Close()
+			return nil, fmt.Errorf("orderer: cluster listen %s: %w", cfg.ClusterListenAddress, err)
+		}
+	}
 	if err := o.ops.Start(); err != nil {
-		o.lis.Close()
-		o.alis.Close()
+		o.closeListeners()
 		return nil, fmt.Errorf("orderer: %w", err)
 	}
 	return o, nil
@@ -221,7 +296,19 @@ func New(cfg Config) (*Orderer, error) {
 
 // Addrs reports the bound listen addresses.
 func (o *Orderer) Addrs() Addrs {
-	return Addrs{Broadcast: o.lis.Addr().String(), Admin: o.alis.Addr().String(), Operations: o.ops.Addr()}
+	a := Addrs{Broadcast: o.lis.Addr().String(), Cluster: o.lis.Addr().String(), Admin: o.alis.Addr().String(), Operations: o.ops.Addr()}
+	if o.clis != nil {
+		a.Cluster = o.clis.Addr().String()
+	}
+	return a
+}
+
+func (o *Orderer) closeListeners() {
+	o.lis.Close()
+	o.alis.Close()
+	if o.clis != nil {
+		o.clis.Close()
+	}
 }
 
 // Run opens the joined channels and serves until ctx is cancelled, then stops
@@ -234,16 +321,17 @@ func (o *Orderer) Run(ctx context.Context) error {
 
 func (o *Orderer) run(ctx context.Context) error {
 	defer o.ops.Close()
+	// Runs after the registrar stopped its chains, the only users of the links.
+	defer o.cluster.Close()
 	if err := o.reg.Start(); err != nil {
-		o.lis.Close()
-		o.alis.Close()
+		o.closeListeners()
 		o.reg.Stop()
 		return fmt.Errorf("orderer: %w", err)
 	}
 	defer o.reg.Stop()
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -257,7 +345,17 @@ func (o *Orderer) run(ctx context.Context) error {
 			errc <- fmt.Errorf("orderer: admin server: %w", err)
 		}
 	}()
-	o.log.Info("orderer serving", "broadcast", o.lis.Addr().String(), "admin", o.alis.Addr().String(), "operations", o.ops.Addr())
+	if o.cgrpc != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := o.cgrpc.Serve(o.clis); err != nil {
+				errc <- fmt.Errorf("orderer: cluster server: %w", err)
+			}
+		}()
+	}
+	a := o.Addrs()
+	o.log.Info("orderer serving", "broadcast", a.Broadcast, "cluster", a.Cluster, "admin", a.Admin, "operations", a.Operations)
 
 	var runErr error
 	select {
@@ -270,6 +368,9 @@ func (o *Orderer) run(ctx context.Context) error {
 	// Deliver streams may wait forever for blocks: Stop cancels them rather than
 	// waiting as GracefulStop would.
 	o.grpc.Stop()
+	if o.cgrpc != nil {
+		o.cgrpc.Stop()
+	}
 	if err := o.admin.Shutdown(shutdownCtx); err != nil {
 		o.admin.Close()
 	}
@@ -339,6 +440,17 @@ type deliverChannels struct{ r *registrar.Registrar }
 
 func (d deliverChannels) Channel(id string) (deliver.Channel, bool) {
 	ch, ok := d.r.Channel(id)
+	if !ok {
+		return nil, false
+	}
+	return ch, true
+}
+
+// clusterChannels lets the cluster server reach the registrar's channels.
+type clusterChannels struct{ r *registrar.Registrar }
+
+func (c *clusterChannels) Channel(id string) (cluster.Channel, bool) {
+	ch, ok := c.r.Channel(id)
 	if !ok {
 		return nil, false
 	}

@@ -64,6 +64,12 @@ type Metrics interface {
 	Leader(channel string, isLeader bool)
 }
 
+// TermMetrics is optionally implemented by a Config.Metrics that also records
+// the node's raft term (cairn network status shows it).
+type TermMetrics interface {
+	RaftTerm(channel string, term uint64)
+}
+
 // Config configures one chain. Consenters, Store, Raft, Signer and Transport
 // are required.
 type Config struct {
@@ -158,6 +164,7 @@ type Chain struct {
 	lastConfig  uint64
 	proposed    uint64 // entries proposed since the last Ready
 	snapBytes   uint64
+	term        uint64 // last term reported to TermMetrics
 }
 
 // New checks cfg and returns a chain that starts when Run is called.
@@ -497,6 +504,10 @@ func (c *Chain) handleReady() error {
 	c.status.State = st.RaftState.String()
 	c.status.Term = st.GetTerm()
 	c.mu.Unlock()
+	if tm, ok := c.cfg.Metrics.(TermMetrics); ok && st.GetTerm() != c.term {
+		c.term = st.GetTerm()
+		tm.RaftTerm(c.cfg.ChannelID, c.term)
+	}
 	return nil
 }
 

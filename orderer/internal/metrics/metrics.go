@@ -16,6 +16,7 @@ type Metrics struct {
 	blocksCut *prometheus.CounterVec
 	committed *prometheus.GaugeVec
 	leader    *prometheus.GaugeVec
+	term      *prometheus.GaugeVec
 }
 
 // New creates the collectors and registers them with reg (nil: not registered).
@@ -37,9 +38,13 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "cairn", Subsystem: "orderer", Name: "is_leader",
 			Help: "1 while this node leads the channel's raft group.",
 		}, []string{"channel"}),
+		term: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "cairn", Subsystem: "orderer", Name: "raft_term",
+			Help: "Current raft term of this node in the channel's raft group.",
+		}, []string{"channel"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.broadcast, m.blocksCut, m.committed, m.leader} {
+		for _, c := range []prometheus.Collector{m.broadcast, m.blocksCut, m.committed, m.leader, m.term} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register orderer metrics: %w", err)
 			}
@@ -72,10 +77,16 @@ func (m *Metrics) Leader(channel string, isLeader bool) {
 	m.leader.WithLabelValues(channel).Set(v)
 }
 
+// RaftTerm records the node's current raft term in the channel.
+func (m *Metrics) RaftTerm(channel string, term uint64) {
+	m.term.WithLabelValues(channel).Set(float64(term))
+}
+
 // Forget drops a removed channel's series.
 func (m *Metrics) Forget(channel string) {
 	m.committed.DeleteLabelValues(channel)
 	m.leader.DeleteLabelValues(channel)
+	m.term.DeleteLabelValues(channel)
 	m.blocksCut.DeletePartialMatch(prometheus.Labels{"channel": channel})
 	m.broadcast.DeletePartialMatch(prometheus.Labels{"channel": channel})
 }

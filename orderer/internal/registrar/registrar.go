@@ -18,6 +18,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -58,6 +59,8 @@ type Metrics interface {
 
 // Transports gives a chain its link to the other consenters of a channel. The
 // cluster transport implements it; nil means no links (one-node groups work).
+// A returned Transport that is also an io.Closer is closed once its chain has
+// stopped.
 type Transports interface {
 	Transport(channelID string, self uint64, consenters map[uint64]channelconfig.Consenter) chain.Transport
 }
@@ -99,6 +102,7 @@ type Channel struct {
 	store    *blockstore.Store
 	raft     *raftstore.Store
 	chain    *chain.Chain // nil for a follower
+	links    io.Closer    // the chain's Transport, if closable
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
@@ -185,7 +189,14 @@ func (r *Registrar) open(id string) (*Channel, error) {
 	return ch, nil
 }
 
-func (r *Registrar) startChannel(ch *Channel, dir string) error {
+func (r *Registrar) startChannel(ch *Channel, dir string) (err error) {
+	// On failure no chain goroutine runs to close done; close it here so
+	// ch.close does not wait forever.
+	defer func() {
+		if err != nil {
+			close(ch.done)
+		}
+	}()
 	last, err := ch.store.LastBlock()
 	if err != nil {
 		return err
@@ -235,6 +246,7 @@ func (r *Registrar) startChannel(ch *Channel, dir string) error {
 	var tr chain.Transport = noTransport{}
 	if r.cfg.Transports != nil {
 		tr = r.cfg.Transports.Transport(ch.id, self, members)
+		ch.links, _ = tr.(io.Closer)
 	}
 	var m chain.Metrics
 	if r.cfg.Metrics != nil {
@@ -315,6 +327,9 @@ func (ch *Channel) close() {
 		ch.cancel()
 	}
 	<-ch.done
+	if ch.links != nil {
+		ch.links.Close()
+	}
 	if ch.raft != nil {
 		ch.raft.Close()
 	}

@@ -1,0 +1,211 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cairn-ledger/cairn/internal/comm"
+	"github.com/cairn-ledger/cairn/protos/clusterpb"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// submission is a Forward waiting for the remote's answer.
+type submission struct {
+	env  []byte
+	resp chan error // buffered 1
+}
+
+// remote is the outgoing stream of one channel to one consenter. Its run
+// goroutine (re)connects with backoff and owns the stream; Send and Forward
+// reach it through bounded queues.
+type remote struct {
+	t         *Transport
+	id        uint64
+	endpoint  string
+	serverDER []byte
+	log       *slog.Logger
+	consensus chan *clusterpb.StepRequest
+	submits   chan *submission
+
+	mu      sync.Mutex
+	pending map[uint64]*submission // sent, awaiting a SubmitResponse
+	nextID  uint64
+}
+
+func newRemote(t *Transport, m *member, log *slog.Logger) *remote {
+	return &remote{
+		t: t, id: m.id, endpoint: m.endpoint, serverDER: m.serverDER, log: log,
+		consensus: make(chan *clusterpb.StepRequest, t.c.cfg.SendQueueSize),
+		submits:   make(chan *submission, t.c.cfg.SendQueueSize),
+		pending:   map[uint64]*submission{},
+	}
+}
+
+// sendConsensus queues a raft message, dropping it if the queue is full.
+func (r *remote) sendConsensus(m *pb.Message) {
+	payload, err := proto.Marshal(m)
+	if err != nil {
+		r.log.Error("raft message not encodable; dropped", "type", m.GetType().String(), "err", err)
+		return
+	}
+	req := &clusterpb.StepRequest{Payload: &clusterpb.StepRequest_ConsensusRequest{
+		ConsensusRequest: &clusterpb.ConsensusRequest{Channel: r.t.channel, Payload: payload},
+	}}
+	select {
+	case r.consensus <- req:
+	default:
+		r.log.Debug("send queue full; raft message dropped", "type", m.GetType().String())
+	}
+}
+
+// submit queues an envelope and waits for the remote's answer.
+func (r *remote) submit(ctx context.Context, env []byte) error {
+	s := &submission{env: env, resp: make(chan error, 1)}
+	select {
+	case r.submits <- s:
+	case <-ctx.Done():
+		return fmt.Errorf("cluster: forward to node %d: %w", r.id, ctx.Err())
+	}
+	select {
+	case err := <-s.resp:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("cluster: forward to node %d: %w", r.id, ctx.Err())
+	}
+}
+
+// tlsConfig presents this node's certificate and accepts only the remote's
+// pinned server certificate: the channel config names it exactly, so no CA or
+// host name check is needed.
+func (r *remote) tlsConfig() *tls.Config {
+	want := r.serverDER
+	return &tls.Config{
+		Certificates:       []tls.Certificate{r.t.c.cfg.ClientCert},
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by the pinning below
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 || !bytes.Equal(raw[0], want) {
+				return errors.New("server certificate is not the consenter's")
+			}
+			return nil
+		},
+	}
+}
+
+func (r *remote) run(ctx context.Context) {
+	defer r.failPending(ErrStreamBroken)
+	conn, err := comm.Dial(r.endpoint, r.tlsConfig(), r.t.c.cfg.DialOptions...)
+	if err != nil {
+		r.log.Error("cannot create connection to consenter", "err", err)
+		<-ctx.Done()
+		return
+	}
+	defer conn.Close()
+	client := clusterpb.NewClusterClient(conn)
+	cfg := r.t.c.cfg
+	backoff := cfg.MinBackoff
+	for {
+		began := time.Now()
+		err := r.session(ctx, client)
+		r.failPending(fmt.Errorf("%w: %v", ErrStreamBroken, err))
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(began) > cfg.MaxBackoff {
+			backoff = cfg.MinBackoff
+		}
+		r.log.Debug("stream to consenter ended; reconnecting", "err", err, "backoff", backoff)
+		timer := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		backoff = min(2*backoff, cfg.MaxBackoff)
+	}
+}
+
+// session runs one stream until it breaks or ctx ends.
+func (r *remote) session(ctx context.Context, client clusterpb.ClusterClient) error {
+	sctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	stream, err := client.Step(sctx)
+	if err != nil {
+		return err
+	}
+	recvErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			r.answer(resp.GetSubmitResponse())
+		}
+	}()
+	for {
+		var req *clusterpb.StepRequest
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-recvErr:
+			return err
+		case req = <-r.consensus:
+		case s := <-r.submits:
+			r.mu.Lock()
+			r.nextID++
+			id := r.nextID
+			r.pending[id] = s
+			r.mu.Unlock()
+			req = &clusterpb.StepRequest{Payload: &clusterpb.StepRequest_SubmitRequest{
+				SubmitRequest: &clusterpb.SubmitRequest{Channel: r.t.channel, Envelope: s.env, RequestId: id},
+			}}
+		}
+		if err := stream.Send(req); err != nil {
+			return err
+		}
+	}
+}
+
+// answer completes the Forward waiting for a SubmitResponse.
+func (r *remote) answer(resp *clusterpb.SubmitResponse) {
+	if resp == nil {
+		return
+	}
+	r.mu.Lock()
+	s, ok := r.pending[resp.GetRequestId()]
+	delete(r.pending, resp.GetRequestId())
+	r.mu.Unlock()
+	if !ok {
+		return
+	}
+	var err error
+	if resp.GetStatus() != clusterpb.SubmitStatus_SUBMIT_STATUS_ACCEPTED {
+		err = fmt.Errorf("%w: node %d: %s: %s", ErrRefused, r.id, resp.GetStatus(), resp.GetInfo())
+	}
+	s.resp <- err
+}
+
+// failPending fails every sent submission still waiting for an answer.
+func (r *remote) failPending(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, s := range r.pending {
+		s.resp <- err
+		delete(r.pending, id)
+	}
+}

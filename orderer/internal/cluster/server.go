@@ -1,0 +1,239 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/cairn-ledger/cairn/protos/clusterpb"
+	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Reasons an inbound stream or message is refused. The server logs them; a
+// caller of Forward may see ErrUnknownNode and the remote's refusals.
+var (
+	ErrNoClientCert   = errors.New("no TLS client certificate")
+	ErrUnknownCert    = errors.New("TLS client certificate is not a consenter's")
+	ErrUnknownChannel = errors.New("not a consenter of channel")
+	ErrNotConsenter   = errors.New("sender is not a consenter")
+	ErrWrongSender    = errors.New("raft message From does not match the sender's consenter ID")
+	ErrWrongReceiver  = errors.New("raft message To is not this node")
+	ErrTooLarge       = errors.New("message too large")
+	ErrMalformed      = errors.New("malformed message")
+	ErrUnknownNode    = errors.New("no link to node")
+	ErrRefused        = errors.New("submit refused by remote")
+	ErrStreamBroken   = errors.New("stream to remote broken")
+)
+
+// inbound is a validated StepRequest.
+type inbound struct {
+	channel string
+	t       *Transport
+	sender  uint64
+	msg     *pb.Message // a consensus request
+	env     []byte      // a submit request
+	reqID   uint64
+}
+
+// inspect decodes and authorises one request from the peer holding
+// certificate der. It is the trust boundary: whatever req holds, it returns an
+// inbound or an error, never panics.
+func (c *Cluster) inspect(der []byte, req *clusterpb.StepRequest) (inbound, error) {
+	switch p := req.GetPayload().(type) {
+	case *clusterpb.StepRequest_ConsensusRequest:
+		cr := p.ConsensusRequest
+		in := inbound{channel: cr.GetChannel()}
+		t, m, err := c.lookup(in.channel, der)
+		if err != nil {
+			return in, err
+		}
+		in.t, in.sender = t, m.id
+		if len(cr.GetPayload()) > c.cfg.MaxMessageSize {
+			return in, fmt.Errorf("%w: raft message of %d bytes, limit %d", ErrTooLarge, len(cr.GetPayload()), c.cfg.MaxMessageSize)
+		}
+		msg := &pb.Message{}
+		if err := proto.Unmarshal(cr.GetPayload(), msg); err != nil {
+			return in, fmt.Errorf("%w: raft message: %v", ErrMalformed, err)
+		}
+		if err := checkRaftMessage(msg); err != nil {
+			return in, err
+		}
+		if msg.GetFrom() != m.id {
+			return in, fmt.Errorf("%w: From %d, sender %d", ErrWrongSender, msg.GetFrom(), m.id)
+		}
+		if msg.GetTo() != t.self {
+			return in, fmt.Errorf("%w: To %d, this node %d", ErrWrongReceiver, msg.GetTo(), t.self)
+		}
+		in.msg = msg
+		return in, nil
+	case *clusterpb.StepRequest_SubmitRequest:
+		sr := p.SubmitRequest
+		in := inbound{channel: sr.GetChannel(), reqID: sr.GetRequestId()}
+		t, m, err := c.lookup(in.channel, der)
+		if err != nil {
+			return in, err
+		}
+		in.t, in.sender = t, m.id
+		if len(sr.GetEnvelope()) > c.cfg.MaxMessageSize {
+			return in, fmt.Errorf("%w: envelope of %d bytes, limit %d", ErrTooLarge, len(sr.GetEnvelope()), c.cfg.MaxMessageSize)
+		}
+		env := &cb.Envelope{}
+		if err := proto.Unmarshal(sr.GetEnvelope(), env); err != nil || len(env.GetPayload()) == 0 {
+			return in, fmt.Errorf("%w: forwarded envelope", ErrMalformed)
+		}
+		in.env = sr.GetEnvelope()
+		return in, nil
+	default:
+		return inbound{}, fmt.Errorf("%w: empty request", ErrMalformed)
+	}
+}
+
+// checkRaftMessage refuses what a remote consenter never legitimately sends:
+// unknown or node-local message types, and a zero sender.
+func checkRaftMessage(m *pb.Message) error {
+	if m.Type == nil {
+		return fmt.Errorf("%w: raft message without a type", ErrMalformed)
+	}
+	if _, ok := pb.MessageType_name[int32(m.GetType())]; !ok {
+		return fmt.Errorf("%w: raft message type %d", ErrMalformed, m.GetType())
+	}
+	if raft.IsLocalMsg(m.GetType()) {
+		return fmt.Errorf("%w: local raft message %s", ErrMalformed, m.GetType())
+	}
+	if m.GetFrom() == raft.None {
+		return fmt.Errorf("%w: raft message from node 0", ErrMalformed)
+	}
+	if m.GetType() != pb.MessageType_MsgSnap && m.Snapshot != nil && len(m.Snapshot.GetData()) > 0 {
+		return fmt.Errorf("%w: snapshot in a %s", ErrMalformed, m.GetType())
+	}
+	return nil
+}
+
+// server adapts the Cluster to the gRPC service.
+type server struct {
+	clusterpb.UnimplementedClusterServer
+	c *Cluster
+}
+
+func peerCert(ctx context.Context) ([]byte, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil, ErrNoClientCert
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		return nil, ErrNoClientCert
+	}
+	return info.State.PeerCertificates[0].Raw, nil
+}
+
+func (s *server) Step(stream clusterpb.Cluster_StepServer) error {
+	return grpcError(s.c.serve(stream))
+}
+
+// serve handles one inbound stream until the peer closes it or it breaks.
+func (c *Cluster) serve(stream clusterpb.Cluster_StepServer) error {
+	ctx := stream.Context()
+	der, err := peerCert(ctx)
+	if err != nil {
+		return err
+	}
+	if !c.knownCert(der) {
+		return ErrUnknownCert
+	}
+	addr := "unknown"
+	if p, ok := peer.FromContext(ctx); ok {
+		addr = p.Addr.String()
+	}
+	log := c.log.With("peer", addr)
+
+	var (
+		wg     sync.WaitGroup
+		sendMu sync.Mutex
+		sem    = make(chan struct{}, maxInflightSubmits)
+	)
+	defer wg.Wait()
+	respond := func(r *clusterpb.SubmitResponse) {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		if err := stream.Send(&clusterpb.StepResponse{Payload: &clusterpb.StepResponse_SubmitResponse{SubmitResponse: r}}); err != nil {
+			log.Debug("submit response not sent", "err", err)
+		}
+	}
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		in, err := c.inspect(der, req)
+		if err != nil {
+			log.Warn("cluster message dropped", "channel", in.channel, "sender", in.sender, "reason", err)
+			if req.GetSubmitRequest() != nil {
+				respond(&clusterpb.SubmitResponse{Channel: in.channel, RequestId: in.reqID, Status: clusterpb.SubmitStatus_SUBMIT_STATUS_REJECTED, Info: err.Error()})
+			}
+			continue
+		}
+		ch, ok := c.cfg.Channels.Channel(in.channel)
+		if !ok {
+			log.Debug("cluster message for a channel not open here dropped", "channel", in.channel)
+			if in.env != nil {
+				respond(&clusterpb.SubmitResponse{Channel: in.channel, RequestId: in.reqID, Status: clusterpb.SubmitStatus_SUBMIT_STATUS_REJECTED, Info: "channel not found"})
+			}
+			continue
+		}
+		if in.msg != nil {
+			if err := ch.Step(ctx, in.msg); err != nil {
+				log.Debug("raft message not stepped", "channel", in.channel, "err", err)
+			}
+			continue
+		}
+		// Ordering may wait for the chain; consensus traffic on this stream
+		// (which the chain may be waiting for) must keep flowing meanwhile, so
+		// a submit beyond the in-flight bound is refused rather than waited for.
+		select {
+		case sem <- struct{}{}:
+		default:
+			respond(&clusterpb.SubmitResponse{Channel: in.channel, RequestId: in.reqID, Status: clusterpb.SubmitStatus_SUBMIT_STATUS_UNAVAILABLE, Info: "too many forwarded envelopes in flight"})
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			octx, cancel := context.WithTimeout(ctx, c.cfg.SubmitTimeout)
+			defer cancel()
+			resp := &clusterpb.SubmitResponse{Channel: in.channel, RequestId: in.reqID, Status: clusterpb.SubmitStatus_SUBMIT_STATUS_ACCEPTED}
+			if err := ch.Order(octx, in.env); err != nil {
+				resp.Status, resp.Info = clusterpb.SubmitStatus_SUBMIT_STATUS_UNAVAILABLE, err.Error()
+			}
+			respond(resp)
+		}()
+	}
+}
+
+// grpcError maps the server's errors to gRPC status, in one place.
+func grpcError(err error) error {
+	switch {
+	case err == nil, errors.Is(err, io.EOF):
+		return nil
+	case errors.Is(err, ErrNoClientCert):
+		return status.Error(codes.Unauthenticated, err.Error())
+	case errors.Is(err, ErrUnknownCert):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Internal, err.Error())
+}
