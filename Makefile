@@ -4,7 +4,7 @@ GO      ?= go
 BIN     := bin/cairn
 GOFILES := $(shell find . -name '*.go' -not -path './.git/*' -not -path './bin/*')
 
-.PHONY: build run test lint clean
+.PHONY: build run test lint proto clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cairn
@@ -18,6 +18,9 @@ test: lint
 lint:
 	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+proto:
+	sh protos/gen.sh
 
 clean:
 	rm -rf bin .cairn
