@@ -16,6 +16,7 @@ import (
 
 	"github.com/hyperledger/fabric-gateway/pkg/client"
 	"github.com/hyperledger/fabric-gateway/pkg/identity"
+	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
 	gp "github.com/hyperledger/fabric-protos-go-apiv2/gateway"
 	pb "github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	lb "github.com/hyperledger/fabric-protos-go-apiv2/peer/lifecycle"
@@ -186,6 +187,7 @@ func (n *Network) deployBasic(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var lastApproval uint64 // block of the last approval committed
 	for _, org := range n.net.PeerOrgs {
 		args, err := proto.Marshal(&lb.ApproveChaincodeDefinitionForMyOrgArgs{
 			Sequence: 1, Name: "basic", Version: "1.0", ValidationParameter: validation,
@@ -194,17 +196,21 @@ func (n *Network) deployBasic(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := n.submitAsAdmin(ctx, org, "ApproveChaincodeDefinitionForMyOrg", args); err != nil {
+		block, err := n.submitAsAdmin(ctx, org, "ApproveChaincodeDefinitionForMyOrg", args)
+		if err != nil {
 			return fmt.Errorf("approve chaincode basic for %s: %w", org.MSPID, err)
 		}
+		lastApproval = max(lastApproval, block)
 	}
 	commitArgs, err := proto.Marshal(&lb.CommitChaincodeDefinitionArgs{Sequence: 1, Name: "basic", Version: "1.0", ValidationParameter: validation})
 	if err != nil {
 		return err
 	}
 	if len(n.net.PeerOrgs) == 1 {
-		err = n.submitAsAdmin(ctx, n.net.PeerOrgs[0], "CommitChaincodeDefinition", commitArgs)
-	} else {
+		_, err = n.submitAsAdmin(ctx, n.net.PeerOrgs[0], "CommitChaincodeDefinition", commitArgs)
+	} else if err = n.waitEndorsersAt(ctx, lastApproval+1); err == nil {
+		// Each approval was seen committed by its own organisation's peer;
+		// every endorser must hold all of them before it simulates the commit.
 		err = n.submitEndorsedByAll(ctx, "CommitChaincodeDefinition", commitArgs)
 	}
 	if err != nil {
@@ -422,45 +428,91 @@ func (n *Network) orgIndex(mspID string) int {
 }
 
 // submitAsAdmin submits a _lifecycle transaction as an organisation's admin
-// through its first peer's gateway and waits for it to commit VALID.
-func (n *Network) submitAsAdmin(ctx context.Context, org netconfig.PeerOrg, fn string, arg []byte) error {
+// through its first peer's gateway, waits for it to commit VALID and returns
+// the number of the block holding it.
+func (n *Network) submitAsAdmin(ctx context.Context, org netconfig.PeerOrg, fn string, arg []byte) (uint64, error) {
 	gw, conn, err := n.Gateway(n.orgIndex(org.MSPID), "admin")
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	defer gw.Close()
+	contract := gw.GetNetwork(n.net.Channel.Name).GetContract("_lifecycle")
+	_, commit, err := contract.SubmitAsyncWithContext(ctx, fn, client.WithBytesArguments(arg))
+	if err != nil {
+		return 0, err
+	}
+	status, err := commit.StatusWithContext(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !status.Successful {
+		return 0, fmt.Errorf("transaction %s committed with status %s", status.TransactionID, status.Code)
+	}
+	return status.BlockNumber, nil
+}
+
+// waitEndorsersAt waits until the first peer of every organisation (the
+// endorsers of submitEndorsedByAll) holds at least height blocks.
+func (n *Network) waitEndorsersAt(ctx context.Context, height uint64) error {
+	for i := range n.net.PeerOrgs {
+		gw, conn, err := n.Gateway(i, "admin")
+		if err != nil {
+			return err
+		}
+		qscc := gw.GetNetwork(n.net.Channel.Name).GetContract("qscc")
+		for {
+			raw, err := qscc.EvaluateWithContext(ctx, "GetChainInfo", client.WithArguments(n.net.Channel.Name))
+			ci := &cb.BlockchainInfo{}
+			if err == nil {
+				err = proto.Unmarshal(raw, ci)
+			}
+			if err == nil && ci.GetHeight() >= height {
+				break
+			}
+			if ctx.Err() != nil {
+				gw.Close()
+				conn.Close()
+				return fmt.Errorf("%s did not reach height %d (last error: %v): %w", n.net.PeerOrgs[i].Peers[0].FullName(n.net.PeerOrgs[i].Domain), height, err, ctx.Err())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		gw.Close()
+		conn.Close()
+	}
+	return nil
+}
+
+// waitChaincode waits until the chaincode answers an evaluation on every peer.
+func (n *Network) waitChaincode(ctx context.Context, name string) error {
+	for i, org := range n.net.PeerOrgs {
+		for j := range org.Peers {
+			if err := n.waitChaincodeOn(ctx, i, j, name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (n *Network) waitChaincodeOn(ctx context.Context, org, peer int, name string) error {
+	gw, conn, err := ConnectGateway(n.Info, org, peer, "user1")
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	defer gw.Close()
-	contract := gw.GetNetwork(n.net.Channel.Name).GetContract("_lifecycle")
-	_, err = contract.SubmitWithContext(ctx, fn, client.WithBytesArguments(arg))
-	return err
-}
-
-// waitChaincode waits until the chaincode answers an evaluation on every
-// organisation's first peer.
-func (n *Network) waitChaincode(ctx context.Context, name string) error {
-	for i := range n.net.PeerOrgs {
-		gw, conn, err := n.Gateway(i, "user1")
-		if err != nil {
-			return err
+	contract := gw.GetNetwork(n.net.Channel.Name).GetContract(name)
+	for {
+		_, err := contract.EvaluateWithContext(ctx, "GetAllAssets")
+		if err == nil {
+			return nil
 		}
-		contract := gw.GetNetwork(n.net.Channel.Name).GetContract(name)
-		var lastErr error
-		for {
-			if _, lastErr = contract.EvaluateWithContext(ctx, "GetAllAssets"); lastErr == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
+		if ctx.Err() != nil {
+			return fmt.Errorf("chaincode %s did not become ready on %s: %w", name, n.Info.Organizations[org].Peers[peer].Name, err)
 		}
-		gw.Close()
-		conn.Close()
-		if lastErr != nil {
-			return fmt.Errorf("chaincode %s did not become ready: %w", name, lastErr)
-		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return nil
 }
 
 func readFile(path string) ([]byte, error) {

@@ -3,8 +3,13 @@
 // configurations into one folder, starts every orderer, peer and chaincode as a
 // process of the cairn binary on 127.0.0.1, creates and joins the channel,
 // deploys the sample chaincode through _lifecycle, and writes network.json.
-// Down stops the processes recorded in the folder. Tests drive networks with
-// the same code.
+// Down stops the processes recorded in the folder; Status inspects them
+// (health, heights, raft leadership) and StopNode and StartNode stop and
+// restart one of them. Tests drive networks with the same code.
+//
+// Concurrency: a Network is used by one goroutine. The folder functions
+// (Down, Status, StopNode, StartNode) read and rewrite processes.json without
+// locking, so only one command should change a folder at a time.
 package localnet
 
 import (
@@ -136,6 +141,10 @@ func Up(ctx context.Context, opts Options) (_ *Network, err error) {
 	}
 	say("» creating channel %s on the orderers", n.net.Channel.Name)
 	if err := n.joinOrderers(ctx, genesisBytes); err != nil {
+		return nil, err
+	}
+	say("» waiting for a raft leader of channel %s", n.net.Channel.Name)
+	if err := n.waitRaftLeader(ctx); err != nil {
 		return nil, err
 	}
 	say("» joining peers to channel %s", n.net.Channel.Name)

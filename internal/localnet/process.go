@@ -20,7 +20,7 @@ const StateFile = "processes.json"
 // Process is one node process of the local network.
 type Process struct {
 	Name string `json:"name"`
-	// Role is orderer, peer or chaincode.
+	// Role is orderer, peer or chaincode (status also knows ca and gateway).
 	Role              string   `json:"role"`
 	Org               string   `json:"org"`
 	PID               int      `json:"pid"`

@@ -302,3 +302,56 @@ func (b *ByteSize) UnmarshalYAML(node *yaml.Node) error {
 	*b = ByteSize(v * mult)
 	return nil
 }
+
+// Limits of Generate: enough for any local experiment, small enough that a
+// typo (--orgs 100) fails fast instead of starting hundreds of processes.
+const (
+	MaxOrgs        = 10
+	MaxPeersPerOrg = 8
+	MaxOrderers    = 7
+)
+
+// Generate builds the standard local consortium of a given size: the orderer
+// organisation OrdererMSP (domain example.com) with orderer0 … orderer<orderers-1>,
+// and application organisations Org1MSP … Org<orgs>MSP (domains
+// org1.example.com …), each with peer0 … peer<peersPerOrg-1> and a user User1,
+// on channel mychannel. Every port is 0, so the network picks free ones at start.
+// Generate(1, 1, 1) equals Default().
+func Generate(orgs, peersPerOrg, orderers int) (*Network, error) {
+	var errs []error
+	if orgs < 1 || orgs > MaxOrgs {
+		errs = append(errs, fmt.Errorf("organisations: %d is outside 1..%d", orgs, MaxOrgs))
+	}
+	if peersPerOrg < 1 || peersPerOrg > MaxPeersPerOrg {
+		errs = append(errs, fmt.Errorf("peers per organisation: %d is outside 1..%d", peersPerOrg, MaxPeersPerOrg))
+	}
+	if orderers < 1 || orderers > MaxOrderers {
+		errs = append(errs, fmt.Errorf("orderers: %d is outside 1..%d", orderers, MaxOrderers))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	n := &Network{
+		OrdererOrgs: []OrdererOrg{{Name: "Orderer", MSPID: "OrdererMSP", Domain: "example.com"}},
+		Channel:     DefaultChannel("mychannel"),
+	}
+	for i := 0; i < orderers; i++ {
+		n.OrdererOrgs[0].Orderers = append(n.OrdererOrgs[0].Orderers, Node{Name: fmt.Sprintf("orderer%d", i), Host: "127.0.0.1"})
+	}
+	for o := 1; o <= orgs; o++ {
+		org := PeerOrg{
+			Name:   fmt.Sprintf("Org%d", o),
+			MSPID:  fmt.Sprintf("Org%dMSP", o),
+			Domain: fmt.Sprintf("org%d.example.com", o),
+			Users:  []string{"User1"},
+		}
+		for p := 0; p < peersPerOrg; p++ {
+			org.Peers = append(org.Peers, Node{Name: fmt.Sprintf("peer%d", p), Host: "127.0.0.1"})
+		}
+		n.PeerOrgs = append(n.PeerOrgs, org)
+	}
+	if err := n.Validate(); err != nil {
+		return nil, fmt.Errorf("generated network is invalid: %w", err)
+	}
+	return n, nil
+}
