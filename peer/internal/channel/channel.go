@@ -229,7 +229,12 @@ func (c *Channel) commit(ctx context.Context, b *cb.Block) error {
 		}
 		next = nb
 	}
-	results, err := c.cfg.Validator.Validate(ctx, b, bundle, c.ledger, c)
+	qe, err := c.ledger.NewQueryExecutor()
+	if err != nil {
+		return fmt.Errorf("validate block %d: %w", b.Header.Number, err)
+	}
+	results, err := c.cfg.Validator.Validate(ctx, b, bundle, ledgerView{l: c.ledger, qe: qe}, c)
+	qe.Done()
 	if err != nil {
 		return err
 	}
@@ -252,6 +257,21 @@ func (c *Channel) commit(ctx context.Context, b *cb.Block) error {
 	}
 	c.log.Info("committed block", "block", b.Header.Number, "txs", len(final), "valid", valid)
 	return nil
+}
+
+// ledgerView is what the validator reads of the ledger: the tx ID index, and
+// key metadata (key-level endorsement policies) from one state snapshot taken
+// before the block is validated. Commit is the only writer and runs after
+// validation, so the snapshot is the state the block applies to.
+type ledgerView struct {
+	l  *ledger.Ledger
+	qe *ledger.QueryExecutor
+}
+
+func (v ledgerView) TxIDExists(txID string) (bool, error) { return v.l.TxIDExists(txID) }
+
+func (v ledgerView) GetStateMetadata(ns, key string) (map[string][]byte, error) {
+	return v.qe.GetStateMetadata(ns, key)
 }
 
 // Close closes the ledger; Run must have returned.
