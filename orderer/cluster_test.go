@@ -59,6 +59,21 @@ type clusterFixture struct {
 // size orderers. With separatePort, the cluster service has a port of its own.
 func newClusterFixture(t *testing.T, size int, separatePort bool) *clusterFixture {
 	t.Helper()
+	return newClusterFixtureWith(t, size, separatePort, clusterOptions{})
+}
+
+// clusterOptions adjust a cluster fixture.
+type clusterOptions struct {
+	// channel changes the network description before the genesis block is made.
+	channel func(*netconfig.Network)
+	// followers is how many of the size orderers (the last ones) get crypto
+	// material and a config but are left out of the genesis block's consenters
+	// and endpoints.
+	followers int
+}
+
+func newClusterFixtureWith(t *testing.T, size int, separatePort bool, opts clusterOptions) *clusterFixture {
+	t.Helper()
 	root := t.TempDir()
 	net := netconfig.Default()
 	ports := freePorts(t, 2*size)
@@ -75,10 +90,16 @@ func newClusterFixture(t *testing.T, size int, separatePort bool) *clusterFixtur
 	net.Channel.Raft.TickInterval = netconfig.Duration(tickInterval)
 	net.Channel.Raft.ElectionTick = electionTick
 	net.Channel.Raft.HeartbeatTick = 1
+	if opts.channel != nil {
+		opts.channel(net)
+	}
 	if err := cryptogen.Generate(net, root); err != nil {
 		t.Fatal(err)
 	}
+	all := net.OrdererOrgs[0].Orderers
+	net.OrdererOrgs[0].Orderers = all[:size-opts.followers]
 	g, err := channelconfig.Genesis(net, root)
+	net.OrdererOrgs[0].Orderers = all
 	if err != nil {
 		t.Fatal(err)
 	}

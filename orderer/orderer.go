@@ -240,7 +240,7 @@ func New(cfg Config) (*Orderer, error) {
 		return nil, fmt.Errorf("orderer: %w", err)
 	}
 	reg, err := registrar.New(registrar.Config{
-		DataDir: cfg.DataDir, TLSCert: tlsCert, Signer: signer, Transports: cl, Logger: log, Metrics: m, NoSync: cfg.NoSync,
+		DataDir: cfg.DataDir, TLSCert: tlsCert, ClientCert: &keyPair, Signer: signer, Transports: cl, Logger: log, Metrics: m, NoSync: cfg.NoSync,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("orderer: %w", err)

@@ -3,9 +3,17 @@
 // signs whole blocks and proposes them; every member appends each committed
 // block verbatim to its block store, so all orderers hold byte-identical blocks.
 //
+// A node too far behind to be served from the leader's log receives a raft
+// snapshot, which names the leader's last block; before applying it the chain
+// pulls the missing blocks from other orderers through Config.Puller. A leader
+// that sees a follower reject entries below what it had acknowledged (its data
+// was wiped) compacts its log so that raft sends that follower a snapshot.
+//
 // Concurrency: all raft state, the block cutter and the batch timer belong to the
-// goroutine running Run. Order, Step and Status may be called from any goroutine;
-// they talk to Run through channels and return once Run has stopped.
+// goroutine running Run. Order, Step, Status, ReportUnreachable and
+// ReportSnapshot may be called from any goroutine; they talk to Run through
+// channels and return once Run has stopped. Run blocks while it pulls blocks for
+// a snapshot (as Fabric's chain does); Step then waits.
 package chain
 
 import (
@@ -26,6 +34,7 @@ import (
 	"github.com/hyperledger/fabric-protos-go-apiv2/orderer/etcdraft"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -55,6 +64,29 @@ type Transport interface {
 	Send(msgs []*pb.Message)
 	// Forward hands an envelope to the chain of consenter `to` (the leader).
 	Forward(ctx context.Context, to uint64, env []byte) error
+}
+
+// Puller fetches committed blocks that the raft log no longer holds from other
+// orderers (package replicate, bound to this chain's block store).
+type Puller interface {
+	// Pull appends blocks Store.Height()..to to the block store, verified;
+	// block `to` must have header hash wantHash. It returns once they are in,
+	// or with an error when ctx ends or the store fails.
+	Pull(ctx context.Context, to uint64, wantHash []byte) error
+}
+
+// Reporter is what a transport tells the chain about deliveries, so raft
+// stops optimistic replication to an unreachable node and re-sends a lost
+// snapshot. *Chain implements it.
+type Reporter interface {
+	ReportUnreachable(id uint64)
+	ReportSnapshot(id uint64, ok bool)
+}
+
+// ReporterSetter is optionally implemented by a Transport that reports
+// delivery failures; New hands it the chain.
+type ReporterSetter interface {
+	SetReporter(Reporter)
 }
 
 // Metrics receives the chain's events.
@@ -87,6 +119,14 @@ type Config struct {
 	SnapshotIntervalSize uint32
 	Batch                cutter.Config
 	BatchTimeout         time.Duration
+
+	// Join: the raft store is fresh but the group already runs (the channel was
+	// joined with a config block other than the genesis block): start without
+	// bootstrapping and wait for the leader's snapshot or entries.
+	Join bool
+	// Puller fetches blocks behind a raft snapshot; nil leaves the chain
+	// degraded when it falls behind one.
+	Puller Puller
 
 	Store     BlockStore
 	Raft      *raftstore.Store
@@ -132,6 +172,15 @@ type Status struct {
 	Height   uint64
 	Running  bool
 	Degraded string // why the chain cannot make progress on its own, if it cannot
+	// CatchingUp is the block a snapshot named that the chain is pulling up to,
+	// 0 when it is not pulling.
+	CatchingUp uint64
+}
+
+type report struct {
+	id       uint64
+	snapshot bool // a snapshot report; otherwise unreachable
+	ok       bool
 }
 
 type submitReq struct {
@@ -149,8 +198,10 @@ type Chain struct {
 	doneC  chan struct{}
 	start  sync.Once
 
-	mu     sync.Mutex
-	status Status
+	mu      sync.Mutex
+	status  Status
+	reports []report      // guarded by mu; drained by Run
+	reportC chan struct{} // capacity 1: reports are pending
 
 	// Owned by Run.
 	rn          *raft.RawNode
@@ -165,6 +216,8 @@ type Chain struct {
 	proposed    uint64 // entries proposed since the last Ready
 	snapBytes   uint64
 	term        uint64 // last term reported to TermMetrics
+	ticks       uint64
+	snapSent    map[uint64]uint64 // follower -> tick a snapshot was sent at
 }
 
 // New checks cfg and returns a chain that starts when Run is called.
@@ -186,6 +239,9 @@ func New(cfg Config) (*Chain, error) {
 		submit: make(chan submitReq),
 		doneC:  make(chan struct{}),
 		cut:    cutter.New(cfg.Batch),
+
+		reportC:  make(chan struct{}, 1),
+		snapSent: map[uint64]uint64{},
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -195,7 +251,52 @@ func New(cfg Config) (*Chain, error) {
 		c.clock = RealClock{}
 	}
 	c.status = Status{ID: cfg.SelfID, State: raft.StateFollower.String(), Height: cfg.Store.Height()}
+	if rs, ok := cfg.Transport.(ReporterSetter); ok {
+		rs.SetReporter(c)
+	}
 	return c, nil
+}
+
+// ReportUnreachable tells raft that messages to node id are not getting
+// through (the transport's stream broke or its queue overflowed). It never
+// blocks.
+func (c *Chain) ReportUnreachable(id uint64) { c.queueReport(report{id: id}) }
+
+// ReportSnapshot tells raft whether a snapshot message to node id was
+// delivered; after a failure the leader sends it again. It never blocks.
+func (c *Chain) ReportSnapshot(id uint64, ok bool) {
+	c.queueReport(report{id: id, snapshot: true, ok: ok})
+}
+
+func (c *Chain) queueReport(r report) {
+	c.mu.Lock()
+	if len(c.reports) < 1024 {
+		c.reports = append(c.reports, r)
+	}
+	c.mu.Unlock()
+	select {
+	case c.reportC <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Chain) applyReports() {
+	c.mu.Lock()
+	rs := c.reports
+	c.reports = nil
+	c.mu.Unlock()
+	for _, r := range rs {
+		switch {
+		case !r.snapshot:
+			c.rn.ReportUnreachable(r.id)
+		case r.ok:
+			delete(c.snapSent, r.id)
+			c.rn.ReportSnapshot(r.id, raft.SnapshotFinish)
+		default:
+			delete(c.snapSent, r.id)
+			c.rn.ReportSnapshot(r.id, raft.SnapshotFailure)
+		}
+	}
 }
 
 // Status reports the chain's current raft view.
@@ -286,6 +387,13 @@ func (c *Chain) run(ctx context.Context) error {
 	if err := c.startRaft(); err != nil {
 		return err
 	}
+	// A snapshot persisted ahead of the block store (the store lost blocks):
+	// pull them before raft applies anything after it.
+	if snap, err := c.cfg.Raft.Snapshot(); err == nil && !raft.IsEmptySnap(snap) {
+		if err := c.catchUp(ctx, snap); err != nil {
+			return stopErr(ctx, err)
+		}
+	}
 	c.mu.Lock()
 	c.status.Running = true
 	c.mu.Unlock()
@@ -294,18 +402,18 @@ func (c *Chain) run(ctx context.Context) error {
 	defer ticker.Stop()
 	defer c.stopTimer()
 
-	if err := c.handleReady(); err != nil {
-		return err
+	if err := c.handleReady(ctx); err != nil {
+		return stopErr(ctx, err)
 	}
-	if len(c.cfg.Consenters) == 1 {
+	if len(c.cfg.Consenters) == 1 && !c.cfg.Join {
 		// A single voter need not wait for an election timeout. Raft refuses to
 		// campaign before the bootstrap membership is applied, hence after the
 		// first Ready.
 		if err := c.rn.Campaign(); err != nil {
 			return fmt.Errorf("chain %s: campaign: %w", c.cfg.ChannelID, err)
 		}
-		if err := c.handleReady(); err != nil {
-			return err
+		if err := c.handleReady(ctx); err != nil {
+			return stopErr(ctx, err)
 		}
 	}
 	for {
@@ -323,10 +431,12 @@ func (c *Chain) run(ctx context.Context) error {
 			return nil
 		case <-ticker.C():
 			c.rn.Tick()
+			c.ticks++
+			c.checkSnapshotsSent()
+		case <-c.reportC:
+			c.applyReports()
 		case m := <-c.stepC:
-			if err := c.rn.Step(m); err != nil {
-				c.log.Debug("raft step", "from", m.GetFrom(), "type", m.GetType().String(), "err", err)
-			}
+			c.step(m)
 		case req := <-submitC:
 			req.resp <- c.ordered(req.env)
 		case <-timerC:
@@ -335,8 +445,106 @@ func (c *Chain) run(ctx context.Context) error {
 				c.propose(b)
 			}
 		}
-		if err := c.handleReady(); err != nil {
-			return err
+		if err := c.handleReady(ctx); err != nil {
+			return stopErr(ctx, err)
+		}
+	}
+}
+
+// stopErr turns the error of an interrupted blocking step into a clean stop
+// when ctx ended.
+func stopErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// step hands a message from another node to raft, guarding against a peer
+// that lost its raft data (a wiped and re-joined consenter):
+//   - on a follower, a heartbeat may carry a commit index beyond this node's
+//     log (the leader remembers what the node had acknowledged before); raft
+//     would panic, so the commit is capped at the local log;
+//   - on the leader, a rejection below the follower's acknowledged index means
+//     the follower's log is gone; raft never probes below that index, so the
+//     leader compacts its log past it to make raft send a snapshot.
+func (c *Chain) step(m *pb.Message) {
+	switch {
+	case m.GetType() == pb.MsgHeartbeat:
+		if last, err := c.cfg.Raft.LastIndex(); err == nil && m.GetCommit() > last {
+			c.log.Debug("heartbeat commit beyond the local log capped", "commit", m.GetCommit(), "last", last)
+			m.Commit = &last
+		}
+	case m.GetType() == pb.MsgAppResp && m.GetReject() && c.isLeader:
+		c.followerLostLog(m)
+	}
+	if err := c.rn.Step(m); err != nil {
+		c.log.Debug("raft step", "from", m.GetFrom(), "type", m.GetType().String(), "err", err)
+	}
+}
+
+func (c *Chain) followerLostLog(m *pb.Message) {
+	pr, ok := c.rn.Status().Progress[m.GetFrom()]
+	if !ok || m.GetRejectHint() >= pr.Match {
+		return
+	}
+	c.log.Warn("follower rejected entries it had acknowledged; its raft data was lost", "follower", m.GetFrom(), "match", pr.Match, "hint", m.GetRejectHint())
+	if c.applied > pr.Match {
+		c.compactPast(pr.Match)
+		return
+	}
+	// Nothing applied beyond what the follower had: an empty entry moves the
+	// log on so it can be compacted past that point at the next rejection.
+	if last, err := c.cfg.Raft.LastIndex(); err == nil && last+c.proposed <= pr.Match {
+		if err := c.rn.Propose(nil); err == nil {
+			c.proposed++
+		}
+	}
+}
+
+// compactPast compacts the raft log beyond index i, taking a snapshot at the
+// applied index if the stored one is older.
+func (c *Chain) compactPast(i uint64) {
+	snap, err := c.cfg.Raft.Snapshot()
+	if err != nil {
+		c.log.Error("read snapshot", "err", err)
+		return
+	}
+	if snap.GetMetadata().GetIndex() <= i {
+		c.takeSnapshotKeep(0)
+		return
+	}
+	if err := c.cfg.Raft.Compact(snap.GetMetadata().GetIndex()); err != nil {
+		c.log.Error("compact raft log", "err", err)
+	}
+}
+
+// checkSnapshotsSent reports a snapshot as failed when the follower it went to
+// still waits for one long after it was sent (the message was lost), so the
+// leader sends it again. The transport may report sooner through
+// ReportSnapshot.
+func (c *Chain) checkSnapshotsSent() {
+	if len(c.snapSent) == 0 {
+		return
+	}
+	if !c.isLeader {
+		clear(c.snapSent)
+		return
+	}
+	if c.ticks%uint64(c.cfg.HeartbeatTick) != 0 {
+		return
+	}
+	limit := uint64(4 * c.cfg.ElectionTick)
+	prs := c.rn.Status().Progress
+	for id, at := range c.snapSent {
+		pr, ok := prs[id]
+		switch {
+		case !ok || pr.State != tracker.StateSnapshot:
+			delete(c.snapSent, id)
+		case c.ticks-at >= limit:
+			delete(c.snapSent, id)
+			c.log.Info("snapshot to follower not acknowledged; sending again", "follower", id)
+			c.rn.ReportSnapshot(id, raft.SnapshotFailure)
 		}
 	}
 }
@@ -371,7 +579,9 @@ func (c *Chain) startRaft() error {
 		return fmt.Errorf("chain %s: start raft: %w", c.cfg.ChannelID, err)
 	}
 	c.rn = rn
-	if store.Fresh() {
+	if store.Fresh() && c.cfg.Join {
+		c.log.Info("joined a running raft group; waiting for the leader", "height", c.cfg.Store.Height())
+	} else if store.Fresh() {
 		peers := make([]raft.Peer, len(c.cfg.Consenters))
 		for i, id := range c.cfg.Consenters {
 			peers[i] = raft.Peer{ID: id}
@@ -477,9 +687,16 @@ func (c *Chain) propose(batch cutter.Batch) {
 	c.log.Debug("block proposed", "block", b.Header.Number, "envelopes", len(batch.Envelopes), "reason", batch.Reason)
 }
 
-func (c *Chain) handleReady() error {
+func (c *Chain) handleReady(ctx context.Context) error {
 	for c.rn.HasReady() {
 		rd := c.rn.Ready()
+		if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
+			// Blocks first: once the snapshot is saved raft no longer has the
+			// entries that carried them.
+			if err := c.catchUp(ctx, rd.Snapshot); err != nil {
+				return err
+			}
+		}
 		if err := c.cfg.Raft.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
 			return fmt.Errorf("chain %s: %w", c.cfg.ChannelID, err)
 		}
@@ -491,6 +708,11 @@ func (c *Chain) handleReady() error {
 			c.softState(rd.SoftState)
 		}
 		if len(rd.Messages) > 0 {
+			for _, m := range rd.Messages {
+				if m.GetType() == pb.MsgSnap {
+					c.snapSent[m.GetTo()] = c.ticks
+				}
+			}
 			c.cfg.Transport.Send(rd.Messages)
 		}
 		if err := c.apply(rd.CommittedEntries); err != nil {
@@ -614,6 +836,9 @@ func (c *Chain) writeBlock(data []byte, index uint64) error {
 	if err := c.cfg.Store.Append(b); err != nil {
 		return fmt.Errorf("chain %s: append block %d: %w", c.cfg.ChannelID, n, err)
 	}
+	if block.IsConfig(b) {
+		c.lastConfig = n
+	}
 	c.snapBytes += uint64(len(data))
 	if c.cfg.Metrics != nil {
 		c.cfg.Metrics.BlockCommitted(c.cfg.ChannelID, n)
@@ -622,7 +847,9 @@ func (c *Chain) writeBlock(data []byte, index uint64) error {
 	return nil
 }
 
-func (c *Chain) takeSnapshot() {
+func (c *Chain) takeSnapshot() { c.takeSnapshotKeep(snapshotCatchUpEntries) }
+
+func (c *Chain) takeSnapshotKeep(keep uint64) {
 	last, err := c.cfg.Store.Block(c.cfg.Store.Height() - 1)
 	if err != nil {
 		c.log.Error("snapshot: read last block", "err", err)
@@ -633,7 +860,7 @@ func (c *Chain) takeSnapshot() {
 		c.log.Error("snapshot: encode last block", "err", err)
 		return
 	}
-	if err := c.cfg.Raft.TakeSnapshot(c.applied, c.confState, data, snapshotCatchUpEntries); err != nil {
+	if err := c.cfg.Raft.TakeSnapshot(c.applied, c.confState, data, keep); err != nil {
 		c.log.Error("take snapshot", "index", c.applied, "err", err)
 		return
 	}
@@ -641,23 +868,53 @@ func (c *Chain) takeSnapshot() {
 	c.log.Info("raft snapshot taken", "index", c.applied, "block", last.Header.Number)
 }
 
-// applySnapshot handles a snapshot sent by the leader to a node too far behind
-// to catch up from the log. The snapshot names the leader's last block; blocks
-// up to it must be pulled from other orderers, which the cluster replication
-// (not part of this package yet) will do.
+// catchUp pulls the blocks up to the one a snapshot names, when the block
+// store is behind it. Only a failing store or the end of ctx stop it; without
+// a Puller (or with a snapshot that carries no block) the chain is marked
+// degraded and goes on.
+func (c *Chain) catchUp(ctx context.Context, snap *pb.Snapshot) error {
+	b := &cb.Block{}
+	if err := proto.Unmarshal(snap.Data, b); err != nil || b.GetHeader() == nil {
+		c.log.Error("snapshot carries no block", "index", snap.GetMetadata().GetIndex(), "err", err)
+		return nil
+	}
+	num, h := b.Header.Number, c.cfg.Store.Height()
+	if h > num {
+		return nil
+	}
+	if c.cfg.Puller == nil {
+		msg := fmt.Sprintf("behind a raft snapshot at block %d with height %d and no block replication", num, h)
+		c.log.Error(msg)
+		c.setStatus(func(s *Status) { s.Degraded = msg })
+		return nil
+	}
+	c.log.Info("behind a raft snapshot; pulling blocks from other orderers", "from", h, "to", num, "snapshot_index", snap.GetMetadata().GetIndex())
+	c.setStatus(func(s *Status) { s.CatchingUp = num })
+	defer c.setStatus(func(s *Status) { s.CatchingUp = 0 })
+	start := time.Now()
+	if err := c.cfg.Puller.Pull(ctx, num, block.HeaderHash(b.Header)); err != nil {
+		return fmt.Errorf("chain %s: pull blocks %d..%d: %w", c.cfg.ChannelID, h, num, err)
+	}
+	last, err := c.cfg.Store.Block(c.cfg.Store.Height() - 1)
+	if err != nil {
+		return fmt.Errorf("chain %s: read last block: %w", c.cfg.ChannelID, err)
+	}
+	c.lastConfig = lastConfigOf(last)
+	c.setStatus(func(s *Status) { s.Degraded = "" })
+	c.log.Info("caught up with the snapshot", "height", c.cfg.Store.Height(), "took", time.Since(start))
+	return nil
+}
+
+func (c *Chain) setStatus(f func(*Status)) {
+	c.mu.Lock()
+	f(&c.status)
+	c.mu.Unlock()
+}
+
+// applySnapshot takes over the snapshot's raft position; catchUp has already
+// brought the block store up to the snapshot's block.
 func (c *Chain) applySnapshot(snap *pb.Snapshot) {
 	c.applied = snap.GetMetadata().GetIndex()
 	c.confState = snap.GetMetadata().GetConfState()
-	b := &cb.Block{}
-	if err := proto.Unmarshal(snap.Data, b); err != nil {
-		c.log.Error("snapshot carries no block", "err", err)
-		return
-	}
-	if h := c.cfg.Store.Height(); h <= b.GetHeader().GetNumber() {
-		msg := fmt.Sprintf("behind a raft snapshot at block %d with height %d; block replication is needed", b.GetHeader().GetNumber(), h)
-		c.log.Error(msg)
-		c.mu.Lock()
-		c.status.Degraded = msg
-		c.mu.Unlock()
-	}
+	c.snapBytes = 0
 }

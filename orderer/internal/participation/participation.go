@@ -1,6 +1,7 @@
 // Package participation owns the channel participation REST API that osnadmin
 // and fabric-admin-sdk speak (/participation/v1/channels): join a channel with a
-// genesis config block, list channels, show one, remove one. It translates HTTP
+// config block (the genesis block, or a later config block to onboard from
+// the other orderers), list channels, show one, remove one. It translates HTTP
 // to calls on a Registrar and errors to Fabric's status codes and JSON bodies.
 // Mutual TLS is the server's business, not this handler's.
 //

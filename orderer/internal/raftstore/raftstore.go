@@ -232,3 +232,32 @@ func (s *Store) TakeSnapshot(i uint64, cs *pb.ConfState, data []byte, keep uint6
 	}
 	return nil
 }
+
+// Compact drops the log entries up to index i, which must not pass the stored
+// snapshot (entries after the snapshot are needed to restart). The leader uses
+// it to make raft send a snapshot to a follower that lost its log.
+func (s *Store) Compact(i uint64) error {
+	snap, err := s.MemoryStorage.Snapshot()
+	if err != nil {
+		return err
+	}
+	if si := snap.GetMetadata().GetIndex(); i > si {
+		return fmt.Errorf("compact to %d: past the snapshot at %d", i, si)
+	}
+	first, err := s.MemoryStorage.FirstIndex()
+	if err != nil {
+		return err
+	}
+	if i < first {
+		return nil
+	}
+	batch := new(leveldb.Batch)
+	s.deleteEntries(batch, 0, i)
+	if err := s.db.Write(batch, s.write); err != nil {
+		return fmt.Errorf("compact log to %d: %w", i, err)
+	}
+	if err := s.MemoryStorage.Compact(i); err != nil && !errors.Is(err, raft.ErrCompacted) {
+		return fmt.Errorf("compact log to %d: %w", i, err)
+	}
+	return nil
+}

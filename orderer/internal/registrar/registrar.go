@@ -8,6 +8,15 @@
 // A join is built under a hidden name and renamed into place, and a removal is
 // renamed away before deletion, so a crash never leaves a half-joined channel.
 //
+// Joining with a config block other than the genesis block (Fabric's "join
+// with the latest config block") onboards the channel: the join block is kept
+// in join.block while blocks 0..N-1 are pulled from the other orderers
+// (package replicate) and checked to end at the join block's PreviousHash;
+// then the join block is appended and the channel starts as usual. An
+// onboarding channel reports status "onboarding", is not served to broadcast,
+// deliver or the cluster, and resumes onboarding after a restart. A follower
+// (not a consenter) keeps pulling new blocks from the other orderers.
+//
 // Concurrency: all methods are safe for concurrent use. Start must be called
 // before the others and Stop last; Stop waits for every chain goroutine.
 package registrar
@@ -15,6 +24,7 @@ package registrar
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -25,6 +35,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cairn-ledger/cairn/internal/block"
 	"github.com/cairn-ledger/cairn/internal/blockstore"
@@ -35,6 +46,7 @@ import (
 	"github.com/cairn-ledger/cairn/orderer/internal/cutter"
 	"github.com/cairn-ledger/cairn/orderer/internal/participation"
 	"github.com/cairn-ledger/cairn/orderer/internal/raftstore"
+	"github.com/cairn-ledger/cairn/orderer/internal/replicate"
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
 	"github.com/hyperledger/fabric-protos-go-apiv2/orderer/etcdraft"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -46,7 +58,12 @@ const (
 	RelationConsenter = "consenter"
 	RelationFollower  = "follower"
 	StatusActive      = "active"
+	StatusOnboarding  = "onboarding"
+	StatusFailed      = "failed"
 )
+
+// joinBlockFile holds the join block of a channel that is onboarding.
+const joinBlockFile = "join.block"
 
 // ErrFollower: this node is not a consenter of the channel and cannot order.
 var ErrFollower = errors.New("this orderer is not a consenter of the channel")
@@ -76,8 +93,22 @@ type Config struct {
 	Logger     *slog.Logger
 	Metrics    Metrics
 	Clock      chain.Clock
+	// ClientCert is this node's TLS key pair, presented to the other orderers
+	// when pulling blocks from them.
+	ClientCert *tls.Certificate
+	// Replicate tunes block pulling; zero values take package replicate's
+	// defaults.
+	Replicate ReplicateConfig
 	// NoSync skips fsync in the block and raft stores (tests only).
 	NoSync bool
+}
+
+// ReplicateConfig tunes how blocks are pulled from the other orderers.
+type ReplicateConfig struct {
+	MinBackoff, MaxBackoff time.Duration
+	RecvTimeout            time.Duration
+	FollowTimeout          time.Duration
+	Dial                   replicate.Dialer // tests
 }
 
 // Registrar is the set of channels.
@@ -95,16 +126,38 @@ type Registrar struct {
 }
 
 // Channel is one joined channel.
+//
+// id, dir, store, cancel and done are fixed at creation. The other fields are
+// set before the channel is published or, for an onboarding channel, under
+// Registrar.mu when onboarding ends; Registrar.Channel hands out active
+// channels only, so their users see them set.
 type Channel struct {
-	id       string
+	id     string
+	dir    string
+	store  *blockstore.Store
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the channel's goroutine has exited
+
+	status   string
+	join     *cb.Block // the join block while onboarding
 	relation string
 	bundle   *channelconfig.Bundle
-	store    *blockstore.Store
 	raft     *raftstore.Store
 	chain    *chain.Chain // nil for a follower
 	links    io.Closer    // the chain's Transport, if closable
-	cancel   context.CancelFunc
-	done     chan struct{}
+}
+
+// setup is what prepare builds for a channel.
+type setup struct {
+	relation string
+	bundle   *channelconfig.Bundle
+	raft     *raftstore.Store
+	chain    *chain.Chain
+	links    io.Closer
+}
+
+func (ch *Channel) apply(s *setup) {
+	ch.relation, ch.bundle, ch.raft, ch.chain, ch.links = s.relation, s.bundle, s.raft, s.chain, s.links
 }
 
 // New checks cfg; Start opens the channels.
@@ -153,8 +206,9 @@ func (r *Registrar) Start() error {
 		}
 		r.mu.Lock()
 		r.channels[ch.id] = ch
+		info := ch.info()
 		r.mu.Unlock()
-		r.log.Info("channel re-opened", "channel", ch.id, "height", ch.store.Height(), "relation", ch.relation)
+		r.log.Info("channel re-opened", "channel", ch.id, "height", info.Height, "relation", info.ConsensusRelation, "status", info.Status)
 	}
 	return nil
 }
@@ -174,54 +228,206 @@ func (r *Registrar) Stop() {
 	}
 }
 
-// open opens the stores of a joined channel and starts its chain.
+// open opens the stores of a joined channel and starts its goroutine: the
+// raft chain, the follower's block pulling, or onboarding first.
 func (r *Registrar) open(id string) (*Channel, error) {
 	dir := filepath.Join(r.channelsDir(), id)
 	store, err := blockstore.Open(blockstore.Config{Dir: filepath.Join(dir, "blocks"), NoSync: r.cfg.NoSync})
 	if err != nil {
 		return nil, fmt.Errorf("channel %s: %w", id, err)
 	}
-	ch := &Channel{id: id, store: store, done: make(chan struct{})}
-	if err := r.startChannel(ch, dir); err != nil {
+	ctx, cancel := context.WithCancel(r.ctx)
+	ch := &Channel{id: id, dir: dir, store: store, cancel: cancel, done: make(chan struct{}), status: StatusActive}
+	fail := func(err error) (*Channel, error) {
+		close(ch.done) // no goroutine runs
 		ch.close()
 		return nil, fmt.Errorf("channel %s: %w", id, err)
 	}
+	jb, err := readJoinBlock(dir)
+	if err != nil {
+		return fail(err)
+	}
+	if jb != nil && store.Height() <= jb.Header.Number {
+		bundle, err := channelconfig.FromBlock(jb)
+		if err != nil {
+			return fail(err)
+		}
+		ch.status, ch.join, ch.bundle, ch.relation = StatusOnboarding, jb, bundle, r.relationOf(bundle)
+	} else {
+		if jb != nil {
+			// Onboarding finished but the file outlived it.
+			if err := os.Remove(filepath.Join(dir, joinBlockFile)); err != nil {
+				return fail(err)
+			}
+		}
+		st, err := r.prepare(ch)
+		if err != nil {
+			return fail(err)
+		}
+		ch.apply(st)
+	}
+	r.wg.Add(1)
+	go r.serve(ctx, ch)
 	return ch, nil
 }
 
-func (r *Registrar) startChannel(ch *Channel, dir string) (err error) {
-	// On failure no chain goroutine runs to close done; close it here so
-	// ch.close does not wait forever.
-	defer func() {
-		if err != nil {
-			close(ch.done)
+// serve is a channel's goroutine: it onboards the channel if needed, then
+// runs its chain or, for a follower, pulls its blocks, until ctx ends.
+func (r *Registrar) serve(ctx context.Context, ch *Channel) {
+	defer r.wg.Done()
+	defer close(ch.done)
+	log := r.log.With("channel", ch.id)
+	if ch.join != nil {
+		if err := r.onboard(ctx, ch); err != nil {
+			if ctx.Err() == nil {
+				log.Error("onboarding failed", "err", err)
+				r.setStatus(ch, StatusFailed)
+			}
+			return
 		}
-	}()
-	last, err := ch.store.LastBlock()
+		st, err := r.prepare(ch)
+		if err != nil {
+			log.Error("starting the channel after onboarding failed", "err", err)
+			r.setStatus(ch, StatusFailed)
+			return
+		}
+		r.mu.Lock()
+		ch.apply(st)
+		ch.status, ch.join = StatusActive, nil
+		r.mu.Unlock()
+		log.Info("channel onboarded", "height", ch.store.Height(), "relation", ch.relation)
+	}
+	if ch.chain != nil {
+		if err := ch.chain.Run(ctx); err != nil {
+			log.Error("raft chain stopped with an error", "err", err)
+		}
+		return
+	}
+	rep, err := r.replicator(ch.id, ch.bundle)
+	if err != nil {
+		log.Error("cannot pull blocks", "err", err)
+		return
+	}
+	if err := rep.Follow(ctx, ch.store); err != nil && ctx.Err() == nil {
+		log.Error("pulling blocks stopped", "err", err)
+	}
+}
+
+func (r *Registrar) setStatus(ch *Channel, status string) {
+	r.mu.Lock()
+	ch.status = status
+	r.mu.Unlock()
+}
+
+// onboard pulls blocks 0..N-1 before join block N and appends it.
+func (r *Registrar) onboard(ctx context.Context, ch *Channel) error {
+	jb := ch.join
+	rep, err := r.replicator(ch.id, ch.bundle)
 	if err != nil {
 		return err
+	}
+	r.log.Info("onboarding: pulling blocks from other orderers", "channel", ch.id, "from", ch.store.Height(), "join_block", jb.Header.Number)
+	start := time.Now()
+	if err := rep.Pull(ctx, ch.store, jb.Header.Number-1, jb.Header.PreviousHash); err != nil {
+		return err
+	}
+	if err := ch.store.Append(jb); err != nil {
+		return fmt.Errorf("append join block %d: %w", jb.Header.Number, err)
+	}
+	if err := os.Remove(filepath.Join(ch.dir, joinBlockFile)); err != nil {
+		return err
+	}
+	r.log.Info("onboarding: blocks pulled", "channel", ch.id, "height", ch.store.Height(), "took", time.Since(start))
+	return nil
+}
+
+func readJoinBlock(dir string) (*cb.Block, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, joinBlockFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	b, err := block.Unmarshal(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", joinBlockFile, err)
+	}
+	return b, nil
+}
+
+// replicator pulls the channel's blocks from the orderers its config names.
+func (r *Registrar) replicator(id string, bundle *channelconfig.Bundle) (*replicate.Replicator, error) {
+	oc := bundle.Orderer()
+	addrs := append([]string(nil), oc.Endpoints...)
+	if len(addrs) == 0 {
+		for _, c := range oc.Consenters {
+			addrs = append(addrs, fmt.Sprintf("%s:%d", c.Host, c.Port))
+		}
+	}
+	roots := oc.TLSRootCerts
+	rc := r.cfg.Replicate
+	return replicate.New(replicate.Config{
+		ChannelID:     id,
+		Signer:        r.cfg.Signer,
+		ClientCert:    r.cfg.ClientCert,
+		Endpoints:     func() ([]string, [][]byte) { return addrs, roots },
+		Dial:          rc.Dial,
+		MinBackoff:    rc.MinBackoff,
+		MaxBackoff:    rc.MaxBackoff,
+		RecvTimeout:   rc.RecvTimeout,
+		FollowTimeout: rc.FollowTimeout,
+		Logger:        r.log,
+	})
+}
+
+// storePuller binds a replicator to a channel's block store for its chain.
+type storePuller struct {
+	rep   *replicate.Replicator
+	store *blockstore.Store
+}
+
+func (p storePuller) Pull(ctx context.Context, to uint64, wantHash []byte) error {
+	return p.rep.Pull(ctx, p.store, to, wantHash)
+}
+
+func (r *Registrar) relationOf(bundle *channelconfig.Bundle) string {
+	for _, c := range bundle.Orderer().Consenters {
+		if r.isSelf(c) {
+			return RelationConsenter
+		}
+	}
+	return RelationFollower
+}
+
+// prepare reads a channel's configuration from its block store and, when this
+// node is a consenter, opens its raft store and builds its chain.
+func (r *Registrar) prepare(ch *Channel) (_ *setup, err error) {
+	last, err := ch.store.LastBlock()
+	if err != nil {
+		return nil, err
 	}
 	cfgNum := uint64(0)
 	if !block.IsConfig(last) {
 		if cfgNum, err = block.LastConfigIndex(last); err != nil {
-			return err
+			return nil, err
 		}
 	} else {
 		cfgNum = last.Header.Number
 	}
 	cfgBlock, err := ch.store.Block(cfgNum)
 	if err != nil {
-		return fmt.Errorf("read config block %d: %w", cfgNum, err)
+		return nil, fmt.Errorf("read config block %d: %w", cfgNum, err)
 	}
 	bundle, err := channelconfig.FromBlock(cfgBlock)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ch.bundle = bundle
+	st := &setup{bundle: bundle, relation: RelationFollower}
 	oc := bundle.Orderer()
 	ids, next, err := consenterIDs(last, len(oc.Consenters))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	self := uint64(0)
 	members := map[uint64]channelconfig.Consenter{}
@@ -232,25 +438,34 @@ func (r *Registrar) startChannel(ch *Channel, dir string) (err error) {
 		}
 	}
 	if self == 0 {
-		ch.relation = RelationFollower
-		close(ch.done)
-		return nil
+		return st, nil
 	}
-	ch.relation = RelationConsenter
+	st.relation = RelationConsenter
 
-	rs, err := raftstore.Open(filepath.Join(dir, "raft"), r.cfg.NoSync)
+	rs, err := raftstore.Open(filepath.Join(ch.dir, "raft"), r.cfg.NoSync)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ch.raft = rs
+	defer func() {
+		if err != nil {
+			if st.links != nil {
+				st.links.Close()
+			}
+			rs.Close()
+		}
+	}()
 	var tr chain.Transport = noTransport{}
 	if r.cfg.Transports != nil {
 		tr = r.cfg.Transports.Transport(ch.id, self, members)
-		ch.links, _ = tr.(io.Closer)
+		st.links, _ = tr.(io.Closer)
 	}
 	var m chain.Metrics
 	if r.cfg.Metrics != nil {
 		m = r.cfg.Metrics
+	}
+	rep, err := r.replicator(ch.id, bundle)
+	if err != nil {
+		return nil, err
 	}
 	c, err := chain.New(chain.Config{
 		ChannelID:            ch.id,
@@ -264,29 +479,23 @@ func (r *Registrar) startChannel(ch *Channel, dir string) (err error) {
 		SnapshotIntervalSize: oc.Raft.SnapshotIntervalSize,
 		Batch:                cutter.Config{MaxMessageCount: oc.MaxMessageCount, PreferredMaxBytes: oc.PreferredMaxBytes},
 		BatchTimeout:         oc.BatchTimeout,
-		Store:                ch.store,
-		Raft:                 rs,
-		Transport:            tr,
-		Signer:               r.cfg.Signer,
-		Clock:                r.cfg.Clock,
-		Logger:               r.log,
-		Metrics:              m,
+		// A fresh raft store over more than the genesis block: the channel
+		// was onboarded into a running group.
+		Join:      rs.Fresh() && ch.store.Height() > 1,
+		Puller:    storePuller{rep: rep, store: ch.store},
+		Store:     ch.store,
+		Raft:      rs,
+		Transport: tr,
+		Signer:    r.cfg.Signer,
+		Clock:     r.cfg.Clock,
+		Logger:    r.log,
+		Metrics:   m,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ch.chain = c
-	ctx, cancel := context.WithCancel(r.ctx)
-	ch.cancel = cancel
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		defer close(ch.done)
-		if err := c.Run(ctx); err != nil {
-			r.log.Error("raft chain stopped with an error", "channel", ch.id, "err", err)
-		}
-	}()
-	return nil
+	st.raft, st.chain = rs, c
+	return st, nil
 }
 
 // consenterIDs reads the raft IDs of the consenters from the last block's
@@ -336,16 +545,16 @@ func (ch *Channel) close() {
 	ch.store.Close()
 }
 
-// Join creates a channel from its genesis config block and starts serving it.
+// Join creates a channel from a config block and starts serving it: at once
+// for the genesis block; for a later config block after onboarding, which
+// runs in the channel's goroutine (Info reports status "onboarding" until it
+// ends).
 func (r *Registrar) Join(_ context.Context, b *cb.Block) (participation.ChannelInfo, error) {
 	if err := block.CheckStructure(b); err != nil {
 		return participation.ChannelInfo{}, err
 	}
 	if !block.IsConfig(b) {
 		return participation.ChannelInfo{}, errors.New("block is not a config block")
-	}
-	if b.Header.Number != 0 {
-		return participation.ChannelInfo{}, fmt.Errorf("joining with config block %d needs block replication from other orderers, which is not supported yet; join with the genesis block", b.Header.Number)
 	}
 	bundle, err := channelconfig.FromBlock(b)
 	if err != nil {
@@ -386,7 +595,12 @@ func (r *Registrar) Join(_ context.Context, b *cb.Block) (participation.ChannelI
 	if err != nil {
 		return participation.ChannelInfo{}, err
 	}
-	err = store.Append(b)
+	if b.Header.Number == 0 {
+		err = store.Append(b)
+	} else {
+		// Onboarding: the blocks before the join block come from other orderers.
+		err = writeFileSync(filepath.Join(tmp, joinBlockFile), mustMarshalBlock(b))
+	}
 	if cerr := store.Close(); err == nil {
 		err = cerr
 	}
@@ -395,7 +609,7 @@ func (r *Registrar) Join(_ context.Context, b *cb.Block) (participation.ChannelI
 	}
 	if err != nil {
 		os.RemoveAll(tmp)
-		return participation.ChannelInfo{}, fmt.Errorf("write genesis block of %s: %w", id, err)
+		return participation.ChannelInfo{}, fmt.Errorf("write join block of %s: %w", id, err)
 	}
 	ch, err := r.open(id)
 	if err != nil {
@@ -404,9 +618,35 @@ func (r *Registrar) Join(_ context.Context, b *cb.Block) (participation.ChannelI
 	}
 	r.mu.Lock()
 	r.channels[id] = ch
+	info := ch.info()
 	r.mu.Unlock()
-	r.log.Info("channel joined", "channel", id, "relation", ch.relation)
-	return ch.info(), nil
+	r.log.Info("channel joined", "channel", id, "relation", info.ConsensusRelation, "status", info.Status, "join_block", b.Header.Number)
+	return info, nil
+}
+
+func mustMarshalBlock(b *cb.Block) []byte {
+	raw, err := proto.Marshal(b)
+	if err != nil {
+		// b was decoded from bytes and checked; encoding it cannot fail.
+		panic(fmt.Sprintf("registrar: encode a decoded block: %v", err))
+	}
+	return raw
+}
+
+func writeFileSync(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // Remove stops a channel and deletes its data.
@@ -444,9 +684,11 @@ func (r *Registrar) Remove(_ context.Context, id string) error {
 	return nil
 }
 
-// Info describes a channel.
+// Info describes a channel, onboarding or not.
 func (r *Registrar) Info(id string) (participation.ChannelInfo, error) {
-	ch, ok := r.Channel(id)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch, ok := r.channels[id]
 	if !ok {
 		return participation.ChannelInfo{}, fmt.Errorf("%w: %s", participation.ErrChannelNotExist, id)
 	}
@@ -465,12 +707,15 @@ func (r *Registrar) List() []string {
 	return names
 }
 
-// Channel looks up a joined channel.
+// Channel looks up a joined channel that is active (not onboarding).
 func (r *Registrar) Channel(id string) (*Channel, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ch, ok := r.channels[id]
-	return ch, ok
+	if !ok || ch.status != StatusActive {
+		return nil, false
+	}
+	return ch, true
 }
 
 // Statuses reports every consenter chain's raft status, by channel.
@@ -486,8 +731,9 @@ func (r *Registrar) Statuses() map[string]chain.Status {
 	return out
 }
 
+// info describes the channel; the caller holds Registrar.mu.
 func (ch *Channel) info() participation.ChannelInfo {
-	return participation.ChannelInfo{Name: ch.id, ConsensusRelation: ch.relation, Status: StatusActive, Height: ch.store.Height()}
+	return participation.ChannelInfo{Name: ch.id, ConsensusRelation: ch.relation, Status: ch.status, Height: ch.store.Height()}
 }
 
 // Evaluate checks signed data against a policy of the channel.
