@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -67,17 +69,25 @@ func alive(pid int) bool {
 	if err := syscall.Kill(pid, 0); err != nil {
 		return false
 	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return true
+		return !errors.Is(err, os.ErrNotExist)
 	}
-	// Field 3 of /proc/PID/stat is the state; Z is a zombie.
-	for i := 0; i < len(raw); i++ {
-		if raw[i] == ')' && i+2 < len(raw) {
-			return raw[i+2] != 'Z'
+	// A Go process's main thread turns zombie before its other threads have
+	// finished (one may be inside an fsync, holding files and LevelDB locks),
+	// so a zombie counts as gone only once it is the last thread left.
+	zombie, threads := false, 1
+	for _, line := range strings.Split(string(raw), "\n") {
+		switch {
+		case strings.HasPrefix(line, "State:"):
+			zombie = strings.Contains(line, "Z")
+		case strings.HasPrefix(line, "Threads:"):
+			if n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "Threads:"))); err == nil {
+				threads = n
+			}
 		}
 	}
-	return true
+	return !zombie || threads > 1
 }
 
 // stop sends SIGTERM (or SIGKILL) and waits up to timeout for the process to
