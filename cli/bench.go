@@ -18,6 +18,7 @@ import (
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Load generators that measure a network"}
 	cmd.AddCommand(newBenchOrdererCmd())
+	cmd.AddCommand(newBenchCommitterCmd())
 	return cmd
 }
 
@@ -30,6 +31,9 @@ func newBenchOrdererCmd() *cobra.Command {
 		duration     time.Duration
 		batchTimeout time.Duration
 		maxMessages  uint32
+		window       int
+		rate         int
+		presign      int
 		asJSON       bool
 	)
 	c := &cobra.Command{
@@ -38,7 +42,9 @@ func newBenchOrdererCmd() *cobra.Command {
 		Long: "Drives an ordering service with envelopes signed by a real client identity over many concurrent\n" +
 			"Broadcast streams spread over all orderers, and watches Deliver to measure envelopes/s and\n" +
 			"broadcast-to-delivery latency. Use --network DIR for a running network (network.json) or\n" +
-			"--orderers N to start a local cluster of N orderers for the run and stop it afterwards.",
+			"--orderers N to start a local cluster of N orderers (no peers) for the run and stop it afterwards.\n" +
+			"Envelopes are signed on every core before the clock starts (--presign, or sized from --rate),\n" +
+			"so the measurement is of the orderers, not of client-side signing.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (networkDir == "") == (orderers == 0) {
@@ -67,7 +73,7 @@ func newBenchOrdererCmd() *cobra.Command {
 				net.Channel.BatchTimeout = netconfig.Duration(batchTimeout)
 				net.Channel.BatchSize.MaxMessageCount = maxMessages
 				fmt.Fprintf(progress, "» starting a local network with %d orderers in %s\n", orderers, tmp)
-				n, err := localnet.Up(ctx, localnet.Options{Dir: filepath.Join(tmp, "net"), Binary: bin, Network: net, Progress: progress})
+				n, err := localnet.Up(ctx, localnet.Options{Dir: filepath.Join(tmp, "net"), Binary: bin, Network: net, Progress: progress, OrderersOnly: true})
 				if err != nil {
 					return err
 				}
@@ -91,6 +97,7 @@ func newBenchOrdererCmd() *cobra.Command {
 				Channel:     info.Channel,
 				MSPID:       org.MSPID, CertFile: user.Cert, KeyFile: user.Key,
 				Clients: clients, Size: size, Duration: duration,
+				Window: window, Rate: rate, Presign: presign, Progress: progress,
 			}
 			for _, o := range info.Orderers {
 				cfg.Orderers = append(cfg.Orderers, o.Address)
@@ -110,11 +117,14 @@ func newBenchOrdererCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&networkDir, "network", "", "folder of a running network (network.json)")
 	c.Flags().IntVar(&orderers, "orderers", 0, "start a local network with this many orderers for the run")
-	c.Flags().IntVar(&clients, "clients", 16, "concurrent Broadcast streams")
+	c.Flags().IntVar(&clients, "clients", 48, "concurrent Broadcast streams (a follower's stream waits a forward round trip per envelope, so many streams are needed)")
 	c.Flags().IntVar(&size, "size", 1024, "envelope payload size in bytes")
 	c.Flags().DurationVar(&duration, "duration", 10*time.Second, "measured run time")
 	c.Flags().DurationVar(&batchTimeout, "batch-timeout", 2*time.Millisecond, "BatchTimeout of the channel, with --orderers")
 	c.Flags().Uint32Var(&maxMessages, "max-message-count", 500, "MaxMessageCount of the channel, with --orderers")
+	c.Flags().IntVar(&window, "window", bench.DefaultWindow, "envelopes in flight per stream")
+	c.Flags().IntVar(&rate, "rate", bench.DefaultRate, "expected envelopes/s, to size the pre-signed pool when --presign is 0")
+	c.Flags().IntVar(&presign, "presign", 0, "envelopes to sign before the run (0: rate × duration + 10 %)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object: tps, p50_ms, p99_ms, sent, delivered, errors")
 	return c
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -23,11 +24,19 @@ import (
 	ab "github.com/hyperledger/fabric-protos-go-apiv2/orderer"
 	pb "github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/cairn-ledger/cairn/internal/block"
 	"github.com/cairn-ledger/cairn/internal/comm"
 	"github.com/cairn-ledger/cairn/internal/crypto"
 	"github.com/cairn-ledger/cairn/internal/envelope"
+)
+
+// Defaults of OrdererConfig.
+const (
+	DefaultWindow = 32
+	// DefaultRate is the envelopes/s the pre-signed pool is sized for when
+	// neither Presign nor Rate is given.
+	DefaultRate = 20000
 )
 
 // OrdererConfig configures an ordering benchmark.
@@ -49,20 +58,77 @@ type OrdererConfig struct {
 	Duration time.Duration
 	// Window bounds the envelopes one stream has in flight (sent, not yet answered).
 	Window int
+	// Presign is how many envelopes are signed, on every core, before the
+	// clock starts, so that client-side signing takes no CPU from the
+	// orderers during the run. 0 sizes the pool for Rate envelopes/s over
+	// Duration, plus 10 %. Should the pool run dry, streams sign live (counted
+	// in OrdererResult.SignedLive).
+	Presign int
+	// Rate is the expected envelopes/s, used only to size the pool when
+	// Presign is 0; 0 means DefaultRate.
+	Rate int
+	// Progress, if set, receives a line when pre-signing starts and ends.
+	Progress io.Writer
 }
 
 // OrdererResult is what `cairn bench orderer --json` prints.
 type OrdererResult struct {
-	TPS       float64 `json:"tps"`
-	P50ms     float64 `json:"p50_ms"`
-	P99ms     float64 `json:"p99_ms"`
-	Sent      int64   `json:"sent"`
-	Delivered int64   `json:"delivered"`
-	Errors    int64   `json:"errors"`
-	Seconds   float64 `json:"seconds"`
+	// TPS counts envelopes delivered in blocks during the measured window.
+	TPS   float64 `json:"tps"`
+	P50ms float64 `json:"p50_ms"`
+	P99ms float64 `json:"p99_ms"`
+	// Sent, Delivered and Errors count the whole run, including the envelopes
+	// in flight at the deadline delivered during the settle time.
+	Sent      int64 `json:"sent"`
+	Delivered int64 `json:"delivered"`
+	Errors    int64 `json:"errors"`
+	// Seconds is the measured window.
+	Seconds float64 `json:"seconds"`
+	// MinTPS1s and MaxTPS1s are the lowest and highest one-second delivery
+	// rates after the first second of the window.
+	MinTPS1s float64 `json:"min_tps_1s"`
+	MaxTPS1s float64 `json:"max_tps_1s"`
+	P90ms    float64 `json:"p90_ms"`
+	MaxMs    float64 `json:"max_ms"`
+	// Presigned is the size of the pre-signed pool, PresignSeconds the time it
+	// took, and SignedLive the envelopes signed during the run because the
+	// pool ran dry.
+	Presigned      int     `json:"presigned"`
+	PresignSeconds float64 `json:"presign_seconds"`
+	SignedLive     int64   `json:"signed_live"`
+	Orderers       int     `json:"orderers"`
+	Clients        int     `json:"clients"`
+	EnvelopeBytes  int     `json:"envelope_bytes"`
 }
 
-// Orderer drives the orderers with signed envelopes from many Broadcast
+// run is the shared state of one benchmark run.
+type run struct {
+	cfg    OrdererConfig
+	signer *crypto.SigningIdentity
+	data   *pb.Transaction
+
+	// pool holds the pre-signed envelopes; next hands them out.
+	pool  []*cb.Envelope
+	bySig map[string]int // signature -> index into pool
+	next  atomic.Int64
+	// sentAt[i] is when pool[i] was sent, in ns since began; 0 if not sent.
+	sentAt []atomic.Int64
+	// live are envelopes signed during the run, by signature.
+	liveMu     sync.Mutex
+	live       map[string]int64
+	signedLive atomic.Int64
+
+	began    time.Time
+	deadline time.Time
+
+	sent, errs, delivered atomic.Int64
+	// Owned by the watcher goroutine until it has returned.
+	lats      []float64
+	perSecond []int64
+	inWindow  int64
+}
+
+// Orderer drives the orderers with pre-signed envelopes from many Broadcast
 // streams while one Deliver stream watches the blocks; latency is measured
 // from send to delivery of the envelope's block.
 func Orderer(ctx context.Context, cfg OrdererConfig) (*OrdererResult, error) {
@@ -73,7 +139,16 @@ func Orderer(ctx context.Context, cfg OrdererConfig) (*OrdererResult, error) {
 		cfg.Clients = 1
 	}
 	if cfg.Window <= 0 {
-		cfg.Window = 64
+		cfg.Window = DefaultWindow
+	}
+	if cfg.Rate <= 0 {
+		cfg.Rate = DefaultRate
+	}
+	if cfg.Presign <= 0 {
+		cfg.Presign = int(float64(cfg.Rate)*cfg.Duration.Seconds()*1.1) + cfg.Clients*cfg.Window
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
 	}
 	certPEM, err := os.ReadFile(cfg.CertFile)
 	if err != nil {
@@ -92,11 +167,28 @@ func Orderer(ctx context.Context, cfg OrdererConfig) (*OrdererResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("orderer TLS root: %w", err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(rootPEM) {
+	certPool := x509.NewCertPool()
+	if !certPool.AppendCertsFromPEM(rootPEM) {
 		return nil, errors.New("orderer TLS root holds no certificate")
 	}
-	tlsCfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tlsCfg := &tls.Config{RootCAs: certPool, MinVersion: tls.VersionTLS12}
+
+	payload := make([]byte, cfg.Size)
+	if _, err := rand.Read(payload); err != nil {
+		return nil, err
+	}
+	r := &run{
+		cfg: cfg, signer: signer,
+		data: &pb.Transaction{Actions: []*pb.TransactionAction{{Payload: payload}}},
+		live: map[string]int64{},
+	}
+	fmt.Fprintf(cfg.Progress, "» pre-signing %d envelopes on %d cores\n", cfg.Presign, runtime.GOMAXPROCS(0))
+	presignStart := time.Now()
+	if err := r.presign(ctx, cfg.Presign); err != nil {
+		return nil, err
+	}
+	presignTime := time.Since(presignStart)
+	fmt.Fprintf(cfg.Progress, "» pre-signed in %.1fs\n", presignTime.Seconds())
 
 	conns := make([]*grpc.ClientConn, len(cfg.Orderers))
 	for i, addr := range cfg.Orderers {
@@ -105,13 +197,6 @@ func Orderer(ctx context.Context, cfg OrdererConfig) (*OrdererResult, error) {
 		}
 		defer conns[i].Close()
 	}
-
-	var (
-		sentAt                sync.Map // tx ID -> time.Time
-		sent, delivered, errs atomic.Int64
-		latMu                 sync.Mutex
-		lats                  []float64
-	)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -121,76 +206,194 @@ func Orderer(ctx context.Context, cfg OrdererConfig) (*OrdererResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the chain height: %w", err)
 	}
+	r.began = time.Now()
+	r.deadline = r.began.Add(cfg.Duration)
+	r.perSecond = make([]int64, int(math.Ceil(cfg.Duration.Seconds()))+1)
+
 	watchErr := make(chan error, 1)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go func() {
-		watchErr <- deliverFrom(watchCtx, conns[0], cfg.Channel, signer, start, func(b *cb.Block) {
-			now := time.Now()
-			for i := range b.Data.Data {
-				ch, err := block.ChannelHeader(b, i)
-				if err != nil {
-					continue
-				}
-				if t, ok := sentAt.LoadAndDelete(ch.TxId); ok {
-					delivered.Add(1)
-					latMu.Lock()
-					lats = append(lats, float64(now.Sub(t.(time.Time)).Microseconds())/1000)
-					latMu.Unlock()
-				}
-			}
-		})
+		watchErr <- deliverFrom(watchCtx, conns[0], cfg.Channel, signer, start, r.onBlock)
 	}()
 
-	payload := make([]byte, cfg.Size)
-	if _, err := rand.Read(payload); err != nil {
-		return nil, err
-	}
-	began := time.Now()
-	deadline := began.Add(cfg.Duration)
 	var wg sync.WaitGroup
 	for c := 0; c < cfg.Clients; c++ {
 		wg.Add(1)
 		go func(c int) {
 			defer wg.Done()
 			conn := conns[c%len(conns)]
-			for time.Now().Before(deadline) && runCtx.Err() == nil {
-				if err := broadcastLoop(runCtx, conn, cfg, signer, payload, deadline, &sentAt, &sent, &errs); err != nil {
-					errs.Add(1)
+			for time.Now().Before(r.deadline) && runCtx.Err() == nil {
+				if err := r.broadcastLoop(runCtx, conn); err != nil {
+					r.errs.Add(1)
 					time.Sleep(50 * time.Millisecond)
 				}
 			}
 		}(c)
 	}
 	wg.Wait()
-	elapsed := time.Since(began)
+	elapsed := min(time.Since(r.began), cfg.Duration)
 	// Give the last blocks a moment to arrive (a few batch timeouts).
 	settle := time.Now().Add(5 * time.Second)
-	for time.Now().Before(settle) && delivered.Load() < sent.Load()-errs.Load() {
+	for time.Now().Before(settle) && r.delivered.Load() < r.sent.Load()-r.errs.Load() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	stopWatch()
 	<-watchErr
 
-	res := &OrdererResult{Sent: sent.Load(), Delivered: delivered.Load(), Errors: errs.Load(), Seconds: elapsed.Seconds()}
-	res.TPS = float64(res.Delivered) / elapsed.Seconds()
-	latMu.Lock()
-	res.P50ms, res.P99ms = percentile(lats, 0.50), percentile(lats, 0.99)
-	latMu.Unlock()
+	res := &OrdererResult{
+		Sent: r.sent.Load(), Delivered: r.delivered.Load(), Errors: r.errs.Load(), Seconds: elapsed.Seconds(),
+		Presigned: len(r.pool), PresignSeconds: presignTime.Seconds(), SignedLive: r.signedLive.Load(),
+		Orderers: len(cfg.Orderers), Clients: cfg.Clients,
+	}
+	if len(r.pool) > 0 {
+		res.EnvelopeBytes = len(r.pool[0].Payload) + len(r.pool[0].Signature)
+	}
+	res.TPS = float64(r.inWindow) / elapsed.Seconds()
+	res.MinTPS1s, res.MaxTPS1s = secondRange(r.perSecond, int(elapsed/time.Second))
+	sort.Float64s(r.lats)
+	res.P50ms, res.P90ms, res.P99ms = percentile(r.lats, 0.50), percentile(r.lats, 0.90), percentile(r.lats, 0.99)
+	if n := len(r.lats); n > 0 {
+		res.MaxMs = r.lats[n-1]
+	}
 	return res, nil
+}
+
+// presign fills the pool with n signed envelopes, using every core.
+func (r *run) presign(ctx context.Context, n int) error {
+	r.pool = make([]*cb.Envelope, n)
+	r.sentAt = make([]atomic.Int64, n)
+	workers := runtime.GOMAXPROCS(0)
+	var (
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		first   error
+		next    atomic.Int64
+	)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				env, err := r.sign()
+				if err != nil {
+					errOnce.Do(func() { first = err })
+					return
+				}
+				r.pool[i] = env
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return fmt.Errorf("pre-sign envelopes: %w", first)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.bySig = make(map[string]int, n)
+	for i, env := range r.pool {
+		r.bySig[string(env.Signature)] = i
+	}
+	return nil
+}
+
+func (r *run) sign() (*cb.Envelope, error) {
+	return envelope.NewSignedEnvelope(cb.HeaderType_ENDORSER_TRANSACTION, r.cfg.Channel, r.signer, r.data)
+}
+
+// take returns the next envelope to send and records its send time: from the
+// pool while it lasts, else freshly signed.
+func (r *run) take() (*cb.Envelope, func(), error) {
+	if i := int(r.next.Add(1) - 1); i < len(r.pool) {
+		return r.pool[i], func() { r.sentAt[i].Store(int64(time.Since(r.began)) | 1) }, nil
+	}
+	env, err := r.sign()
+	if err != nil {
+		return nil, nil, err
+	}
+	r.signedLive.Add(1)
+	return env, func() {
+		r.liveMu.Lock()
+		r.live[string(env.Signature)] = int64(time.Since(r.began)) | 1
+		r.liveMu.Unlock()
+	}, nil
+}
+
+// onBlock matches a delivered block's envelopes to their send times. Only the
+// watcher goroutine calls it.
+func (r *run) onBlock(b *cb.Block) {
+	now := time.Since(r.began)
+	sec := int(now / time.Second)
+	inWindow := now <= r.cfg.Duration
+	for _, raw := range b.GetData().GetData() {
+		sig := envelopeSignature(raw)
+		var at int64
+		if i, ok := r.bySig[string(sig)]; ok {
+			at = r.sentAt[i].Swap(0)
+		} else if r.signedLive.Load() > 0 {
+			r.liveMu.Lock()
+			at = r.live[string(sig)]
+			delete(r.live, string(sig))
+			r.liveMu.Unlock()
+		}
+		if at == 0 {
+			continue // not ours, or already counted
+		}
+		r.delivered.Add(1)
+		r.lats = append(r.lats, float64(now-time.Duration(at))/float64(time.Millisecond))
+		if inWindow {
+			r.inWindow++
+			if sec < len(r.perSecond) {
+				r.perSecond[sec]++
+			}
+		}
+	}
+}
+
+// envelopeSignature returns the Signature field of a marshalled Envelope
+// without copying or decoding the payload; nil if raw is not one.
+func envelopeSignature(raw []byte) []byte {
+	for len(raw) > 0 {
+		num, typ, n := protowire.ConsumeTag(raw)
+		if n < 0 || num > protowire.MaxValidNumber {
+			return nil
+		}
+		raw = raw[n:]
+		if typ != protowire.BytesType {
+			m := protowire.ConsumeFieldValue(num, typ, raw)
+			if m < 0 {
+				return nil
+			}
+			raw = raw[m:]
+			continue
+		}
+		v, m := protowire.ConsumeBytes(raw)
+		if m < 0 {
+			return nil
+		}
+		if num == 2 {
+			return v
+		}
+		raw = raw[m:]
+	}
+	return nil
 }
 
 // broadcastLoop keeps one Broadcast stream busy with up to cfg.Window
 // envelopes in flight until the deadline.
-func broadcastLoop(ctx context.Context, conn *grpc.ClientConn, cfg OrdererConfig, signer *crypto.SigningIdentity, payload []byte, deadline time.Time,
-	sentAt *sync.Map, sent, errs *atomic.Int64) error {
+func (r *run) broadcastLoop(ctx context.Context, conn *grpc.ClientConn) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := ab.NewAtomicBroadcastClient(conn).Broadcast(sctx)
 	if err != nil {
 		return err
 	}
-	window := make(chan struct{}, cfg.Window)
+	window := make(chan struct{}, r.cfg.Window)
 	recvDone := make(chan error, 1)
 	go func() {
 		for {
@@ -203,35 +406,29 @@ func broadcastLoop(ctx context.Context, conn *grpc.ClientConn, cfg OrdererConfig
 				return
 			}
 			if resp.Status != cb.Status_SUCCESS {
-				errs.Add(1)
+				r.errs.Add(1)
 			}
 			<-window
 		}
 	}()
 	var sendErr error
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	for time.Now().Before(r.deadline) && ctx.Err() == nil {
 		select {
 		case window <- struct{}{}:
 		case err := <-recvDone:
 			return err
 		}
-		env, err := envelope.NewSignedEnvelope(cb.HeaderType_ENDORSER_TRANSACTION, cfg.Channel, signer, &pb.Transaction{Actions: []*pb.TransactionAction{{Payload: payload}}})
+		env, markSent, err := r.take()
 		if err != nil {
 			sendErr = err
 			break
 		}
-		parsed, err := envelope.Parse(env)
-		if err != nil {
-			sendErr = err
-			break
-		}
-		sentAt.Store(parsed.ChannelHeader.TxId, time.Now())
+		markSent()
 		if err := stream.Send(env); err != nil {
-			sentAt.Delete(parsed.ChannelHeader.TxId)
 			sendErr = err
 			break
 		}
-		sent.Add(1)
+		r.sent.Add(1)
 	}
 	_ = stream.CloseSend()
 	if err := <-recvDone; err != nil && sendErr == nil {
@@ -292,14 +489,26 @@ func deliver(ctx context.Context, conn *grpc.ClientConn, channel string, signer 
 	}
 }
 
-// percentile of samples (milliseconds), q in [0,1]; 0 for no samples.
-func percentile(samples []float64, q float64) float64 {
-	if len(samples) == 0 {
+// secondRange is the lowest and highest count of perSecond[1:full], the
+// complete seconds after the first.
+func secondRange(perSecond []int64, full int) (lo, hi float64) {
+	full = min(full, len(perSecond))
+	if full <= 1 {
+		return 0, 0
+	}
+	lo = math.Inf(1)
+	for _, n := range perSecond[1:full] {
+		lo, hi = math.Min(lo, float64(n)), math.Max(hi, float64(n))
+	}
+	return lo, hi
+}
+
+// percentile of sorted samples (milliseconds), q in [0,1]; 0 for no samples.
+func percentile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
 		return 0
 	}
-	s := append([]float64(nil), samples...)
-	sort.Float64s(s)
-	i := int(math.Ceil(q*float64(len(s)))) - 1
-	i = max(0, min(i, len(s)-1))
-	return s[i]
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	i = max(0, min(i, len(sorted)-1))
+	return sorted[i]
 }

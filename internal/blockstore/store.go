@@ -457,16 +457,16 @@ func (s *Store) indexBlock(batch *leveldb.Batch, pending map[string]struct{}, b 
 	batch.Put(numberKey(n), loc.encode())
 	batch.Put(hashKey(hash), encodeUint64(n))
 	for i := range b.Data.Data {
-		ch, err := block.ChannelHeader(b, i)
-		if err != nil || ch.TxId == "" {
+		id, ok := txID(b.Data.Data[i])
+		if !ok || id == "" {
 			// Unparsable envelopes stay in the block (the peer marks them
 			// invalid) but have no tx ID to find them by.
 			continue
 		}
-		if _, dup := pending[ch.TxId]; dup {
+		if _, dup := pending[id]; dup {
 			continue
 		}
-		key := txKey(ch.TxId)
+		key := txKey(id)
 		has, err := s.db.Has(key, nil)
 		if err != nil {
 			return fmt.Errorf("read index: %w", err)
@@ -474,7 +474,7 @@ func (s *Store) indexBlock(batch *leveldb.Batch, pending map[string]struct{}, b 
 		if has {
 			continue
 		}
-		pending[ch.TxId] = struct{}{}
+		pending[id] = struct{}{}
 		batch.Put(key, encodeTxValue(n, i))
 	}
 	batch.Put(keyHeight, encodeUint64(n+1))

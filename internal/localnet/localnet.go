@@ -45,6 +45,10 @@ type Options struct {
 	Timeout time.Duration
 	// NoSync makes nodes skip fsync (faster tests; never for real data).
 	NoSync bool
+	// OrderersOnly starts only the orderers and creates the channel on them:
+	// no peers, peer joins or chaincode (ordering benchmarks). network.json
+	// still lists the orderers and the organisations' users.
+	OrderersOnly bool
 }
 
 // Network is a running local network started by Up.
@@ -147,6 +151,13 @@ func Up(ctx context.Context, opts Options) (_ *Network, err error) {
 	if err := n.waitRaftLeader(ctx); err != nil {
 		return nil, err
 	}
+	if opts.OrderersOnly {
+		n.Info = n.buildInfo()
+		if err := writeJSON(filepath.Join(dir, InfoFile), n.Info); err != nil {
+			return nil, err
+		}
+		return n, nil
+	}
 	say("» joining peers to channel %s", n.net.Channel.Name)
 	if err := n.joinPeers(ctx, genesisBytes); err != nil {
 		return nil, err
@@ -240,6 +251,9 @@ func (n *Network) startNodes(ctx context.Context) error {
 		}
 	}
 	for _, org := range n.net.PeerOrgs {
+		if n.opts.OrderersOnly {
+			break
+		}
 		for _, nd := range org.Peers {
 			full := nd.FullName(org.Domain)
 			nodeDir := filepath.Join(n.Dir, "nodes", full)
@@ -383,6 +397,9 @@ func (n *Network) buildInfo() *Info {
 	for _, org := range n.net.PeerOrgs {
 		o := Organization{MSPID: org.MSPID, Users: map[string]User{}}
 		for _, nd := range org.Peers {
+			if n.opts.OrderersOnly {
+				break
+			}
 			full := nd.FullName(org.Domain)
 			o.Peers = append(o.Peers, Peer{Name: full, Address: nd.Address(), TLSRootCert: l.TLSCACertPath(true, org.Domain)})
 		}

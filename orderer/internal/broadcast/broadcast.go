@@ -3,8 +3,15 @@
 // envelopes to the channel's consenter, answering every envelope with a Fabric
 // status as Fabric 2.5's broadcast handler does. Rejections never end the stream.
 //
-// A Handler is stateless and safe for concurrent use; each stream is served by
-// the gRPC goroutine that calls Handle.
+// Each stream is a pipeline: the goroutine that calls Handle receives
+// envelopes, each envelope is checked (signature verification included) on a
+// goroutine of its own, so one stream uses every core, and a responder
+// goroutine hands the checked envelopes to the consenter and answers them
+// strictly in the order they arrived. At most Window envelopes of one stream
+// are in the pipeline; the receiver waits when it is full. Handle returns
+// only after every goroutine of its stream has exited.
+//
+// A Handler is stateless and safe for concurrent use.
 package broadcast
 
 import (
@@ -13,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 
 	"github.com/cairn-ledger/cairn/internal/policy"
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
@@ -23,9 +31,14 @@ import (
 // WritersPolicy is the policy every normal transaction's creator must satisfy.
 const WritersPolicy = "/Channel/Writers"
 
+// DefaultWindow is the number of envelopes of one stream that may be checked
+// or waiting for the consenter at once.
+const DefaultWindow = 128
+
 // Channel is what broadcast needs of a joined channel.
 type Channel interface {
-	// Evaluate checks signed data against the channel policy at path.
+	// Evaluate checks signed data against the channel policy at path. It is
+	// called from many goroutines at once.
 	Evaluate(path string, signed []policy.SignedData) error
 	// AbsoluteMaxBytes is the channel's BatchSize.AbsoluteMaxBytes.
 	AbsoluteMaxBytes() uint32
@@ -48,14 +61,23 @@ type Handler struct {
 	channels Channels
 	log      *slog.Logger
 	metrics  Metrics
+	window   int
 }
 
-// New returns a handler; logger and metrics may be nil.
+// New returns a handler with DefaultWindow; logger and metrics may be nil.
 func New(channels Channels, logger *slog.Logger, metrics Metrics) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{channels: channels, log: logger, metrics: metrics}
+	return &Handler{channels: channels, log: logger, metrics: metrics, window: DefaultWindow}
+}
+
+// WithWindow returns a copy of h whose streams keep at most n envelopes (at
+// least 1) in their pipeline.
+func (h *Handler) WithWindow(n int) *Handler {
+	c := *h
+	c.window = max(1, n)
+	return &c
 }
 
 // Stream is the server side of a Broadcast stream.
@@ -65,32 +87,100 @@ type Stream interface {
 	Send(*ab.BroadcastResponse) error
 }
 
-// Handle serves one stream until the client closes it or it breaks.
+// inflight is one received envelope moving through a stream's pipeline.
+type inflight struct {
+	env     *cb.Envelope
+	checked chan struct{} // closed once the fields below are set
+	c       checked
+}
+
+// checked is the outcome of checking an envelope: a rejection, or the channel
+// to order the re-encoded envelope on.
+type checked struct {
+	channelID string
+	ch        Channel
+	raw       []byte
+	reject    *ab.BroadcastResponse
+}
+
+// Handle serves one stream until the client closes it or it breaks. Every
+// envelope received is answered, in order, unless the stream breaks first.
 func (h *Handler) Handle(s Stream) error {
-	ctx := s.Context()
-	for {
-		env, err := s.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
+	ctx, cancel := context.WithCancel(s.Context())
+	defer cancel()
+	queue := make(chan *inflight, h.window)
+	var checks sync.WaitGroup
+	respErr := make(chan error, 1)
+	go func() { respErr <- h.respond(ctx, cancel, s, queue) }()
+
+	recvErr := func() error {
+		for {
+			env, err := s.Recv()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			in := &inflight{env: env, checked: make(chan struct{})}
+			checks.Add(1)
+			go func() {
+				defer checks.Done()
+				defer close(in.checked)
+				in.c = h.check(env)
+			}()
+			// The responder drains the queue until it is closed, even after
+			// a failed Send, so this never blocks for good.
+			queue <- in
 		}
-		if err != nil {
-			return err
+	}()
+	close(queue)
+	err := <-respErr
+	checks.Wait()
+	if err != nil {
+		return err
+	}
+	return recvErr
+}
+
+// respond hands checked envelopes to their consenter and answers them, in
+// arrival order, until queue is closed. After a failed Send it cancels the
+// stream and only drains the queue.
+func (h *Handler) respond(ctx context.Context, cancel context.CancelFunc, s Stream, queue <-chan *inflight) error {
+	var sendErr error
+	for in := range queue {
+		<-in.checked
+		if sendErr != nil {
+			continue
 		}
-		resp := h.Process(ctx, env)
+		resp := h.finish(ctx, in.c)
 		if err := s.Send(resp); err != nil {
-			return err
+			sendErr = err
+			cancel()
 		}
 	}
+	return sendErr
 }
 
 // Process checks one envelope and, if it passes, orders it.
 func (h *Handler) Process(ctx context.Context, env *cb.Envelope) *ab.BroadcastResponse {
-	channelID, resp := h.process(ctx, env)
+	return h.finish(ctx, h.check(env))
+}
+
+// finish orders a checked envelope and records the outcome.
+func (h *Handler) finish(ctx context.Context, c checked) *ab.BroadcastResponse {
+	resp := c.reject
+	if resp == nil {
+		resp = &ab.BroadcastResponse{Status: cb.Status_SUCCESS}
+		if err := c.ch.Order(ctx, c.raw); err != nil {
+			resp = reject(cb.Status_SERVICE_UNAVAILABLE, "cannot order on channel %s: %v", c.channelID, err)
+		}
+	}
 	if h.metrics != nil {
-		h.metrics.BroadcastResult(channelID, resp.Status.String())
+		h.metrics.BroadcastResult(c.channelID, resp.Status.String())
 	}
 	if resp.Status != cb.Status_SUCCESS {
-		h.log.Debug("broadcast rejected", "channel", channelID, "status", resp.Status.String(), "info", resp.Info)
+		h.log.Debug("broadcast rejected", "channel", c.channelID, "status", resp.Status.String(), "info", resp.Info)
 	}
 	return resp
 }
@@ -99,58 +189,63 @@ func reject(status cb.Status, format string, args ...any) *ab.BroadcastResponse 
 	return &ab.BroadcastResponse{Status: status, Info: fmt.Sprintf(format, args...)}
 }
 
-func (h *Handler) process(ctx context.Context, env *cb.Envelope) (string, *ab.BroadcastResponse) {
+// check runs every test of an envelope that needs no consenter: structure,
+// channel, type, size and the Writers policy (signature verification). It is
+// safe to run for many envelopes at once.
+func (h *Handler) check(env *cb.Envelope) checked {
+	id, ch, raw, resp := h.validate(env)
+	return checked{channelID: id, ch: ch, raw: raw, reject: resp}
+}
+
+func (h *Handler) validate(env *cb.Envelope) (string, Channel, []byte, *ab.BroadcastResponse) {
 	if env == nil || len(env.Payload) == 0 {
-		return "", reject(cb.Status_BAD_REQUEST, "message was empty")
+		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "message was empty")
 	}
 	payload := &cb.Payload{}
 	if err := proto.Unmarshal(env.Payload, payload); err != nil {
-		return "", reject(cb.Status_BAD_REQUEST, "could not determine channel ID: bad payload: %v", err)
+		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: bad payload: %v", err)
 	}
 	if payload.Header == nil {
-		return "", reject(cb.Status_BAD_REQUEST, "could not determine channel ID: payload header is missing")
+		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: payload header is missing")
 	}
 	chdr := &cb.ChannelHeader{}
 	if err := proto.Unmarshal(payload.Header.ChannelHeader, chdr); err != nil {
-		return "", reject(cb.Status_BAD_REQUEST, "could not determine channel ID: bad channel header: %v", err)
+		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: bad channel header: %v", err)
 	}
 	if chdr.ChannelId == "" {
-		return "", reject(cb.Status_BAD_REQUEST, "could not determine channel ID: channel header has no channel ID")
+		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: channel header has no channel ID")
 	}
 	ch, ok := h.channels.Channel(chdr.ChannelId)
 	if !ok {
-		return "", reject(cb.Status_NOT_FOUND, "channel %s does not exist", chdr.ChannelId)
+		return "", nil, nil, reject(cb.Status_NOT_FOUND, "channel %s does not exist", chdr.ChannelId)
 	}
 	id := chdr.ChannelId
 	switch cb.HeaderType(chdr.Type) {
 	case cb.HeaderType_CONFIG_UPDATE:
-		return id, reject(cb.Status_BAD_REQUEST, "config updates are not supported yet")
+		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "config updates are not supported yet")
 	case cb.HeaderType_CONFIG, cb.HeaderType_ORDERER_TRANSACTION:
-		return id, reject(cb.Status_BAD_REQUEST, "message of type %s cannot be broadcast; submit a CONFIG_UPDATE", cb.HeaderType(chdr.Type))
+		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "message of type %s cannot be broadcast; submit a CONFIG_UPDATE", cb.HeaderType(chdr.Type))
 	}
 
 	if size := len(env.Payload) + len(env.Signature); uint64(size) > uint64(ch.AbsoluteMaxBytes()) {
-		return id, reject(cb.Status_REQUEST_ENTITY_TOO_LARGE, "message payload is %d bytes and exceeds maximum allowed %d bytes", size, ch.AbsoluteMaxBytes())
+		return id, nil, nil, reject(cb.Status_REQUEST_ENTITY_TOO_LARGE, "message payload is %d bytes and exceeds maximum allowed %d bytes", size, ch.AbsoluteMaxBytes())
 	}
 
 	shdr := &cb.SignatureHeader{}
 	if err := proto.Unmarshal(payload.Header.SignatureHeader, shdr); err != nil {
-		return id, reject(cb.Status_BAD_REQUEST, "bad signature header: %v", err)
+		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "bad signature header: %v", err)
 	}
 	if len(shdr.Creator) == 0 {
-		return id, reject(cb.Status_BAD_REQUEST, "signature header has no creator")
+		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "signature header has no creator")
 	}
 	signed := []policy.SignedData{{Data: env.Payload, Identity: shdr.Creator, Signature: env.Signature}}
 	if err := ch.Evaluate(WritersPolicy, signed); err != nil {
-		return id, reject(cb.Status_FORBIDDEN, "access denied: %s", policy.Explain(WritersPolicy, err))
+		return id, nil, nil, reject(cb.Status_FORBIDDEN, "access denied: %s", policy.Explain(WritersPolicy, err))
 	}
 
 	raw, err := proto.Marshal(env)
 	if err != nil {
-		return id, reject(cb.Status_BAD_REQUEST, "cannot re-encode envelope: %v", err)
+		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "cannot re-encode envelope: %v", err)
 	}
-	if err := ch.Order(ctx, raw); err != nil {
-		return id, reject(cb.Status_SERVICE_UNAVAILABLE, "cannot order on channel %s: %v", id, err)
-	}
-	return id, &ab.BroadcastResponse{Status: cb.Status_SUCCESS}
+	return id, ch, raw, nil
 }

@@ -417,3 +417,21 @@ func FuzzClusterMessage(f *testing.F) {
 		}
 	})
 }
+
+// FuzzWellFormedEnvelope checks the copy-free envelope check against a full
+// decode.
+func FuzzWellFormedEnvelope(f *testing.F) {
+	env, _ := proto.Marshal(&cb.Envelope{Payload: []byte("p"), Signature: []byte("s")})
+	f.Add(env)
+	f.Add(append(append([]byte{}, env...), 0x0a, 0x00)) // a second, empty payload wins
+	f.Add([]byte{0x08, 0x01})                           // payload number, varint type: unknown field
+	f.Add([]byte{0xff})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		e := &cb.Envelope{}
+		want := proto.Unmarshal(raw, e) == nil && len(e.GetPayload()) > 0
+		if got := wellFormedEnvelope(raw); got != want {
+			t.Fatalf("wellFormedEnvelope = %v, full decode says %v", got, want)
+		}
+	})
+}

@@ -32,7 +32,9 @@ type remote struct {
 	endpoint  string
 	serverDER []byte
 	log       *slog.Logger
-	consensus chan *clusterpb.StepRequest
+	// consensus holds raft messages still to encode: encoding (a copy of
+	// every entry) happens on the stream's goroutine, not the chain's.
+	consensus chan *pb.Message
 	submits   chan *submission
 
 	mu      sync.Mutex
@@ -43,27 +45,33 @@ type remote struct {
 func newRemote(t *Transport, m *member, log *slog.Logger) *remote {
 	return &remote{
 		t: t, id: m.id, endpoint: m.endpoint, serverDER: m.serverDER, log: log,
-		consensus: make(chan *clusterpb.StepRequest, t.c.cfg.SendQueueSize),
+		consensus: make(chan *pb.Message, t.c.cfg.SendQueueSize),
 		submits:   make(chan *submission, t.c.cfg.SendQueueSize),
 		pending:   map[uint64]*submission{},
 	}
 }
 
-// sendConsensus queues a raft message, dropping it if the queue is full.
+// sendConsensus queues a raft message, dropping it if the queue is full. raft
+// never modifies a message it handed out, so it is encoded later, by the
+// stream's goroutine.
 func (r *remote) sendConsensus(m *pb.Message) {
-	payload, err := proto.Marshal(m)
-	if err != nil {
-		r.log.Error("raft message not encodable; dropped", "type", m.GetType().String(), "err", err)
-		return
-	}
-	req := &clusterpb.StepRequest{Payload: &clusterpb.StepRequest_ConsensusRequest{
-		ConsensusRequest: &clusterpb.ConsensusRequest{Channel: r.t.channel, Payload: payload},
-	}}
 	select {
-	case r.consensus <- req:
+	case r.consensus <- m:
 	default:
 		r.log.Debug("send queue full; raft message dropped", "type", m.GetType().String())
 	}
+}
+
+// consensusRequest encodes a raft message for the stream; nil if it cannot be.
+func (r *remote) consensusRequest(m *pb.Message) *clusterpb.StepRequest {
+	payload, err := proto.Marshal(m)
+	if err != nil {
+		r.log.Error("raft message not encodable; dropped", "type", m.GetType().String(), "err", err)
+		return nil
+	}
+	return &clusterpb.StepRequest{Payload: &clusterpb.StepRequest_ConsensusRequest{
+		ConsensusRequest: &clusterpb.ConsensusRequest{Channel: r.t.channel, Payload: payload},
+	}}
 }
 
 // submit queues an envelope and waits for the remote's answer.
@@ -164,7 +172,10 @@ func (r *remote) session(ctx context.Context, client clusterpb.ClusterClient) er
 			return ctx.Err()
 		case err := <-recvErr:
 			return err
-		case req = <-r.consensus:
+		case m := <-r.consensus:
+			if req = r.consensusRequest(m); req == nil {
+				continue
+			}
 		case s := <-r.submits:
 			r.mu.Lock()
 			r.nextID++

@@ -8,13 +8,13 @@ import (
 	"sync"
 
 	"github.com/cairn-ledger/cairn/protos/clusterpb"
-	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -86,8 +86,7 @@ func (c *Cluster) inspect(der []byte, req *clusterpb.StepRequest) (inbound, erro
 		if len(sr.GetEnvelope()) > c.cfg.MaxMessageSize {
 			return in, fmt.Errorf("%w: envelope of %d bytes, limit %d", ErrTooLarge, len(sr.GetEnvelope()), c.cfg.MaxMessageSize)
 		}
-		env := &cb.Envelope{}
-		if err := proto.Unmarshal(sr.GetEnvelope(), env); err != nil || len(env.GetPayload()) == 0 {
+		if !wellFormedEnvelope(sr.GetEnvelope()) {
 			return in, fmt.Errorf("%w: forwarded envelope", ErrMalformed)
 		}
 		in.env = sr.GetEnvelope()
@@ -95,6 +94,32 @@ func (c *Cluster) inspect(der []byte, req *clusterpb.StepRequest) (inbound, erro
 	default:
 		return inbound{}, fmt.Errorf("%w: empty request", ErrMalformed)
 	}
+}
+
+// wellFormedEnvelope reports whether raw decodes as a cb.Envelope with a
+// non-empty payload. It walks the wire format without copying: the sending
+// consenter already checked the envelope in full (signature included) before
+// forwarding it over this authenticated stream, so the leader neither decodes
+// nor verifies it again.
+func wellFormedEnvelope(raw []byte) bool {
+	payload := false
+	for len(raw) > 0 {
+		num, typ, n := protowire.ConsumeTag(raw)
+		if n < 0 || num > protowire.MaxValidNumber {
+			return false
+		}
+		raw = raw[n:]
+		m := protowire.ConsumeFieldValue(num, typ, raw)
+		if m < 0 {
+			return false
+		}
+		if num == 1 && typ == protowire.BytesType { // payload; the last one counts
+			v, _ := protowire.ConsumeBytes(raw)
+			payload = len(v) > 0
+		}
+		raw = raw[m:]
+	}
+	return payload
 }
 
 // checkRaftMessage refuses what a remote consenter never legitimately sends:
@@ -157,11 +182,15 @@ func (c *Cluster) serve(stream clusterpb.Cluster_StepServer) error {
 	log := c.log.With("peer", addr)
 
 	var (
-		wg     sync.WaitGroup
 		sendMu sync.Mutex
-		sem    = make(chan struct{}, maxInflightSubmits)
+		// sem bounds the forwarded envelopes accepted but not yet answered;
+		// submits queues them, in arrival order, for the one goroutine that
+		// hands them to the chain, so a follower's envelopes are ordered in
+		// the order it forwarded them.
+		sem     = make(chan struct{}, maxInflightSubmits)
+		submits = make(chan inbound, maxInflightSubmits)
+		done    = make(chan struct{})
 	)
-	defer wg.Wait()
 	respond := func(r *clusterpb.SubmitResponse) {
 		sendMu.Lock()
 		defer sendMu.Unlock()
@@ -169,6 +198,17 @@ func (c *Cluster) serve(stream clusterpb.Cluster_StepServer) error {
 			log.Debug("submit response not sent", "err", err)
 		}
 	}
+	go func() {
+		defer close(done)
+		for in := range submits {
+			c.order(ctx, in, respond)
+			<-sem
+		}
+	}()
+	defer func() {
+		close(submits)
+		<-done
+	}()
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -182,15 +222,12 @@ func (c *Cluster) serve(stream clusterpb.Cluster_StepServer) error {
 			}
 			continue
 		}
-		ch, ok := c.cfg.Channels.Channel(in.channel)
-		if !ok {
-			log.Debug("cluster message for a channel not open here dropped", "channel", in.channel)
-			if in.env != nil {
-				respond(&clusterpb.SubmitResponse{Channel: in.channel, RequestId: in.reqID, Status: clusterpb.SubmitStatus_SUBMIT_STATUS_REJECTED, Info: "channel not found"})
-			}
-			continue
-		}
 		if in.msg != nil {
+			ch, ok := c.cfg.Channels.Channel(in.channel)
+			if !ok {
+				log.Debug("cluster message for a channel not open here dropped", "channel", in.channel)
+				continue
+			}
 			if err := ch.Step(ctx, in.msg); err != nil {
 				log.Debug("raft message not stepped", "channel", in.channel, "err", err)
 			}
@@ -201,23 +238,28 @@ func (c *Cluster) serve(stream clusterpb.Cluster_StepServer) error {
 		// a submit beyond the in-flight bound is refused rather than waited for.
 		select {
 		case sem <- struct{}{}:
+			submits <- in
 		default:
 			respond(&clusterpb.SubmitResponse{Channel: in.channel, RequestId: in.reqID, Status: clusterpb.SubmitStatus_SUBMIT_STATUS_UNAVAILABLE, Info: "too many forwarded envelopes in flight"})
-			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			octx, cancel := context.WithTimeout(ctx, c.cfg.SubmitTimeout)
-			defer cancel()
-			resp := &clusterpb.SubmitResponse{Channel: in.channel, RequestId: in.reqID, Status: clusterpb.SubmitStatus_SUBMIT_STATUS_ACCEPTED}
-			if err := ch.Order(octx, in.env); err != nil {
-				resp.Status, resp.Info = clusterpb.SubmitStatus_SUBMIT_STATUS_UNAVAILABLE, err.Error()
-			}
-			respond(resp)
-		}()
 	}
+}
+
+// order hands one forwarded envelope to its channel's chain and answers it.
+func (c *Cluster) order(ctx context.Context, in inbound, respond func(*clusterpb.SubmitResponse)) {
+	resp := &clusterpb.SubmitResponse{Channel: in.channel, RequestId: in.reqID, Status: clusterpb.SubmitStatus_SUBMIT_STATUS_ACCEPTED}
+	ch, ok := c.cfg.Channels.Channel(in.channel)
+	if !ok {
+		resp.Status, resp.Info = clusterpb.SubmitStatus_SUBMIT_STATUS_REJECTED, "channel not found"
+		respond(resp)
+		return
+	}
+	octx, cancel := context.WithTimeout(ctx, c.cfg.SubmitTimeout)
+	defer cancel()
+	if err := ch.Order(octx, in.env); err != nil {
+		resp.Status, resp.Info = clusterpb.SubmitStatus_SUBMIT_STATUS_UNAVAILABLE, err.Error()
+	}
+	respond(resp)
 }
 
 // grpcError maps the server's errors to gRPC status, in one place.
