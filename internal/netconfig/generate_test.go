@@ -79,3 +79,11 @@ func TestGenerateLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateRejectsMSPIDsFabricConfigCannotName(t *testing.T) {
+	n := netconfig.Default()
+	n.PeerOrgs[0].MSPID = "Org_1MSP"
+	if err := n.Validate(); err == nil || !strings.Contains(err.Error(), "Org_1MSP") {
+		t.Fatalf("Validate() = %v, want an error naming the MSP ID", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -217,6 +218,11 @@ func (n *Network) Validate() error {
 		if name == "" || mspID == "" || domain == "" {
 			errs = append(errs, fmt.Errorf("%s organisation %q: name, mspId and domain are required", kind, name))
 		}
+		if mspID != "" && !configName.MatchString(mspID) {
+			// The MSP ID names the organisation's group in the channel
+			// configuration, where Fabric allows only these characters.
+			errs = append(errs, fmt.Errorf("%s organisation %q: mspId %q may hold only letters, digits, '.' and '-'", kind, name, mspID))
+		}
 		if seenMSP[mspID] {
 			errs = append(errs, fmt.Errorf("mspId %q used twice", mspID))
 		}
@@ -255,6 +261,9 @@ func (n *Network) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// configName is Fabric's rule for names of channel configuration elements.
+var configName = regexp.MustCompile(`^[a-zA-Z0-9.-]+$`)
 
 // Duration is a time.Duration written as "250ms" or "2s" in YAML.
 type Duration time.Duration
