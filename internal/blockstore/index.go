@@ -13,11 +13,20 @@ import (
 //	"n" + number(BE)   -> location of the block's record (see location.encode)
 //	"b" + header hash  -> block number (uint64 BE)
 //	"t" + tx ID        -> block number (uint64 BE) + tx number (uint32 BE)
+//	"x"                -> tx-ID mode: "tx" (tx IDs indexed) or "none"
+//	                      (Config.NoTxIndex); absent in an index written
+//	                      before the mode was recorded, which means "tx"
 const indexVersion = "1"
 
 var (
 	keyIndexVersion = []byte("v")
 	keyHeight       = []byte("h")
+	keyTxMode       = []byte("x")
+)
+
+const (
+	txModeIndexed = "tx"
+	txModeNone    = "none"
 )
 
 const (

@@ -49,7 +49,7 @@ func (s *Store) open() error {
 	}
 	// The index's LevelDB lock also keeps a second process out of the segment
 	// files, so it is taken before anything is repaired.
-	db, err := openIndex(filepath.Join(dir, indexDirName))
+	db, err := openIndex(filepath.Join(dir, indexDirName), !s.cfg.NoTxIndex)
 	if err != nil {
 		return err
 	}
@@ -127,8 +127,75 @@ func writeFileSync(path string, data []byte) error {
 }
 
 // openIndex opens the LevelDB index. A corrupt index is discarded and rebuilt
-// from the segments rather than failing the node: it holds nothing else.
-func openIndex(path string) (*leveldb.DB, error) {
+// from the segments rather than failing the node: it holds nothing else. So is
+// an index built with the other tx-ID mode (Config.NoTxIndex), so that an
+// index always holds the tx IDs of every block or of none.
+func openIndex(path string, txIndex bool) (*leveldb.DB, error) {
+	db, err := openIndexDB(path)
+	if err != nil {
+		return nil, err
+	}
+	mode, err := indexTxMode(db)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	switch mode {
+	case txMode(txIndex):
+		return db, nil
+	case "":
+		if err := db.Put(keyTxMode, []byte(txMode(txIndex)), nil); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("write index tx-ID mode: %w", err)
+		}
+		return db, nil
+	}
+	if err := db.Close(); err != nil {
+		return nil, fmt.Errorf("close index built with tx-ID mode %q: %w", mode, err)
+	}
+	if err := os.RemoveAll(path); err != nil {
+		return nil, fmt.Errorf("discard index built with tx-ID mode %q: %w", mode, err)
+	}
+	if db, err = openIndexDB(path); err != nil {
+		return nil, err
+	}
+	if err := db.Put(keyTxMode, []byte(txMode(txIndex)), nil); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("write index tx-ID mode: %w", err)
+	}
+	return db, nil
+}
+
+// txMode is the value of keyTxMode for an index with or without tx IDs.
+func txMode(txIndex bool) string {
+	if txIndex {
+		return txModeIndexed
+	}
+	return txModeNone
+}
+
+// indexTxMode reads an open index's tx-ID mode: "" for an empty index, and
+// txModeIndexed for an index written before the mode was recorded (which
+// always indexed tx IDs).
+func indexTxMode(db *leveldb.DB) (string, error) {
+	v, err := db.Get(keyTxMode, nil)
+	switch {
+	case err == nil:
+		return string(v), nil
+	case !errors.Is(err, leveldb.ErrNotFound):
+		return "", fmt.Errorf("read index tx-ID mode: %w", err)
+	}
+	if _, err := db.Get(keyHeight, nil); errors.Is(err, leveldb.ErrNotFound) {
+		return "", nil
+	} else if err != nil {
+		return "", fmt.Errorf("read index height: %w", err)
+	}
+	return txModeIndexed, nil
+}
+
+// openIndexDB opens (creating if absent) the LevelDB index and checks its
+// version.
+func openIndexDB(path string) (*leveldb.DB, error) {
 	o := &opt.Options{Filter: filter.NewBloomFilter(10)}
 	db, err := leveldb.OpenFile(path, o)
 	if lerrors.IsCorrupted(err) {

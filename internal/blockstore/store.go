@@ -45,6 +45,8 @@ var (
 	ErrCorrupt = errors.New("blockstore: corrupt")
 	// ErrVersion reports an on-disk format this code does not read.
 	ErrVersion = errors.New("blockstore: unsupported on-disk format version")
+	// ErrNoTxIndex: the store was opened with Config.NoTxIndex.
+	ErrNoTxIndex = errors.New("blockstore: transaction IDs are not indexed")
 )
 
 // Config configures a Store.
@@ -58,6 +60,12 @@ type Config struct {
 	// crash) may then lose recently appended blocks; Open still recovers a
 	// consistent prefix.
 	NoSync bool
+	// NoTxIndex leaves transaction IDs out of the index: appends skip a
+	// LevelDB read and write per envelope, and TxLocation and BlockByTxID
+	// return ErrNoTxIndex. For stores nobody looks transactions up in (the
+	// orderer's). Opening a store with the other setting than it was last
+	// opened with rebuilds the index from the segment files.
+	NoTxIndex bool
 }
 
 // Validate reports a config Open cannot use.
@@ -164,6 +172,8 @@ func (s *Store) Height() uint64 { return s.height.Load() }
 
 // Append stores b as the next block. It must carry number Height() and, after
 // the genesis block, the header hash of the previous block as PreviousHash.
+// Append checks b's data hash and marshals it; a caller that already holds the
+// block's encoding uses AppendEncoded.
 func (s *Store) Append(b *cb.Block) error {
 	if b.GetHeader() == nil || b.GetData() == nil {
 		return fmt.Errorf("append block: %w: missing header or data", block.ErrMalformed)
@@ -178,6 +188,26 @@ func (s *Store) Append(b *cb.Block) error {
 	if err != nil {
 		return fmt.Errorf("append block %d: marshal: %w", n, err)
 	}
+	return s.append(raw, b)
+}
+
+// AppendEncoded stores the block whose encoding is raw as the next block,
+// writing raw verbatim, with the same number and hash-chain checks as Append.
+// b is the caller's decoding of raw, used for the header and the index.
+//
+// The caller vouches that b is what block.Unmarshal(raw) returns (so raw
+// decodes to b and b's data hash matches its data): AppendEncoded neither
+// decodes raw nor hashes the data again. A raw that breaks this contract is
+// written anyway and read back as ErrCorrupt.
+func (s *Store) AppendEncoded(raw []byte, b *cb.Block) error {
+	if b.GetHeader() == nil || b.GetData() == nil {
+		return fmt.Errorf("append block: %w: missing header or data", block.ErrMalformed)
+	}
+	return s.append(raw, b)
+}
+
+func (s *Store) append(raw []byte, b *cb.Block) error {
+	n := b.Header.Number
 	if len(raw) > maxRecordSize {
 		return fmt.Errorf("append block %d: %d bytes exceeds the %d-byte record limit", n, len(raw), maxRecordSize)
 	}
@@ -411,6 +441,9 @@ func (s *Store) BlockByHash(hash []byte) (*cb.Block, error) {
 // TxLocation reports the block and position of the first envelope whose channel
 // header carries txID.
 func (s *Store) TxLocation(txID string) (blockNum uint64, txNum int, found bool, err error) {
+	if s.cfg.NoTxIndex {
+		return 0, 0, false, fmt.Errorf("tx %s: %w", txID, ErrNoTxIndex)
+	}
 	if txID == "" {
 		return 0, 0, false, nil
 	}
@@ -456,6 +489,18 @@ func (s *Store) indexBlock(batch *leveldb.Batch, pending map[string]struct{}, b 
 	n := b.Header.Number
 	batch.Put(numberKey(n), loc.encode())
 	batch.Put(hashKey(hash), encodeUint64(n))
+	if !s.cfg.NoTxIndex {
+		if err := s.indexTxIDs(batch, pending, b); err != nil {
+			return err
+		}
+	}
+	batch.Put(keyHeight, encodeUint64(n+1))
+	return nil
+}
+
+// indexTxIDs adds the first occurrence of each of b's tx IDs to batch.
+func (s *Store) indexTxIDs(batch *leveldb.Batch, pending map[string]struct{}, b *cb.Block) error {
+	n := b.Header.Number
 	for i := range b.Data.Data {
 		id, ok := txID(b.Data.Data[i])
 		if !ok || id == "" {
@@ -477,7 +522,6 @@ func (s *Store) indexBlock(batch *leveldb.Batch, pending map[string]struct{}, b 
 		pending[id] = struct{}{}
 		batch.Put(key, encodeTxValue(n, i))
 	}
-	batch.Put(keyHeight, encodeUint64(n+1))
 	return nil
 }
 

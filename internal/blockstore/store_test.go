@@ -15,6 +15,7 @@ import (
 	"time"
 
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
+	"github.com/syndtr/goleveldb/leveldb/util"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-ledger/cairn/internal/block"
@@ -790,5 +791,94 @@ func TestConcurrentReaders(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+func TestAppendEncoded(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Config{Dir: dir})
+	c := newChain(t)
+	b0, b1, b2 := c.block("a"), c.block("b", "c"), c.block("d")
+	appendAll(t, s, b0)
+	raw1 := mustMarshal(t, b1)
+	if err := s.AppendEncoded(mustMarshal(t, b2), b2); !errors.Is(err, ErrWrongNumber) {
+		t.Fatalf("AppendEncoded(block 2) at height 1 error = %v, want ErrWrongNumber", err)
+	}
+	forked := block.New(1, []byte("not the previous hash"), nil)
+	if err := s.AppendEncoded(mustMarshal(t, forked), forked); !errors.Is(err, ErrHashChain) {
+		t.Fatalf("AppendEncoded(forked block 1) error = %v, want ErrHashChain", err)
+	}
+	if err := s.AppendEncoded(nil, &cb.Block{}); !errors.Is(err, block.ErrMalformed) {
+		t.Fatalf("AppendEncoded(empty block) error = %v, want ErrMalformed", err)
+	}
+	if err := s.AppendEncoded(raw1, b1); err != nil {
+		t.Fatalf("AppendEncoded(block 1): %v", err)
+	}
+	appendAll(t, s, b2) // Append and AppendEncoded mix
+	checkBlocks(t, s, []*cb.Block{b0, b1, b2})
+	if n, i, found, err := s.TxLocation("c"); err != nil || !found || n != 1 || i != 1 {
+		t.Fatalf("TxLocation(c) = %d, %d, %v, %v; want 1, 1, true", n, i, found, err)
+	}
+	// The record is raw verbatim, not a re-encoding.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, Config{Dir: dir})
+	loc, ok, err := s.indexedLocation(1)
+	if err != nil || !ok {
+		t.Fatalf("indexedLocation(1) = %v, %v", ok, err)
+	}
+	got, _, err := readRecord(s.segs[loc.seg], loc.off, loc.end())
+	if err != nil || !bytes.Equal(got, raw1) {
+		t.Fatalf("record of block 1 = %d bytes (%v), want the %d bytes handed to AppendEncoded", len(got), err, len(raw1))
+	}
+}
+
+func TestNoTxIndex(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Config{Dir: dir, NoTxIndex: true})
+	c := newChain(t)
+	blocks := []*cb.Block{c.block("a", "b"), c.block("c")}
+	appendAll(t, s, blocks...)
+	checkBlocks(t, s, blocks)
+	if _, _, found, err := s.TxLocation("a"); found || !errors.Is(err, ErrNoTxIndex) {
+		t.Fatalf("TxLocation without tx index = %v, %v; want ErrNoTxIndex", found, err)
+	}
+	if _, err := s.BlockByTxID("a"); !errors.Is(err, ErrNoTxIndex) {
+		t.Fatalf("BlockByTxID without tx index error = %v, want ErrNoTxIndex", err)
+	}
+	countTx := func(s *Store) int {
+		it := s.db.NewIterator(util.BytesPrefix([]byte{prefixTx}), nil)
+		defer it.Release()
+		n := 0
+		for it.Next() {
+			n++
+		}
+		return n
+	}
+	if n := countTx(s); n != 0 {
+		t.Fatalf("index holds %d tx-ID entries, want 0", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Opening with tx IDs indexed rebuilds the index with every block's tx IDs.
+	s = openStore(t, Config{Dir: dir})
+	checkBlocks(t, s, blocks)
+	if n, i, found, err := s.TxLocation("b"); err != nil || !found || n != 0 || i != 1 {
+		t.Fatalf("TxLocation(b) after switching the index on = %d, %d, %v, %v; want 0, 1, true", n, i, found, err)
+	}
+	more := c.block("d")
+	appendAll(t, s, more)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// And back: the tx-ID entries go.
+	s = openStore(t, Config{Dir: dir, NoTxIndex: true})
+	checkBlocks(t, s, append(blocks, more))
+	if n := countTx(s); n != 0 {
+		t.Fatalf("index holds %d tx-ID entries after switching the index off, want 0", n)
 	}
 }

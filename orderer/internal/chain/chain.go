@@ -10,7 +10,11 @@
 // was wiped) compacts its log so that raft sends that follower a snapshot.
 //
 // Concurrency: all raft state, the block cutter and the batch timer belong to the
-// goroutine running Run. Order, Step, Status, ReportUnreachable and
+// goroutine running Run. Run also owns a writer goroutine that appends
+// committed blocks to the block store, so a disk sync of a block does not
+// stop the chain taking envelopes or persisting raft's log; Run stops it (after
+// it wrote every queued block) before returning, and waits for it before a
+// snapshot or a catch-up touches the store. Order, Step, Status, ReportUnreachable and
 // ReportSnapshot may be called from any goroutine; they talk to Run through
 // channels and return once Run has stopped. Run blocks while it pulls blocks for
 // a snapshot (as Fabric's chain does); Step then waits.
@@ -35,6 +39,7 @@ import (
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -52,7 +57,9 @@ const snapshotCatchUpEntries = 4
 
 // BlockStore is the channel's durable block store.
 type BlockStore interface {
-	Append(b *cb.Block) error
+	// AppendEncoded appends the next block: raw is its encoding (the raft
+	// entry, written verbatim) and b what block.Unmarshal(raw) returned.
+	AppendEncoded(raw []byte, b *cb.Block) error
 	Height() uint64
 	Block(n uint64) (*cb.Block, error)
 }
@@ -89,7 +96,9 @@ type ReporterSetter interface {
 	SetReporter(Reporter)
 }
 
-// Metrics receives the chain's events.
+// Metrics receives the chain's events. BlockCommitted is called from the
+// chain's block writer goroutine and the others from Run's, so an
+// implementation must be safe for concurrent use.
 type Metrics interface {
 	BlockCut(channel, reason string)
 	BlockCommitted(channel string, number uint64)
@@ -183,8 +192,21 @@ type report struct {
 	ok       bool
 }
 
+// blockWrite is a committed block for the writer goroutine, or (raw and b
+// nil) a barrier whose done it closes once every earlier block is written.
+type blockWrite struct {
+	raw   []byte
+	b     *cb.Block
+	index uint64
+	done  chan struct{}
+}
+
+// writeQueue is how many committed blocks may wait for the writer.
+const writeQueue = 16
+
 type submitReq struct {
 	env  []byte
+	size uint32 // envelopeSize(env), computed by the caller of Order
 	resp chan error
 }
 
@@ -213,11 +235,23 @@ type Chain struct {
 	catchUpTo   uint64 // a new leader accepts envelopes once applied reaches this
 	lastCreated *cb.BlockHeader
 	lastConfig  uint64
-	proposed    uint64 // entries proposed since the last Ready
-	snapBytes   uint64
-	term        uint64 // last term reported to TermMetrics
-	ticks       uint64
-	snapSent    map[uint64]uint64 // follower -> tick a snapshot was sent at
+	// tip and tipHash are the header and header hash of the last block
+	// applied: written to the store or queued for the writer.
+	tip     *cb.BlockHeader
+	tipHash []byte
+	// writeC feeds committed blocks to the writer goroutine (writeBlocks),
+	// which appends them to the store; writeErrC carries its first failure.
+	// Both are nil until Run starts the writer.
+	writeC    chan blockWrite
+	writeErrC chan error
+	// writtenC (capacity 1) wakes Run when the writer appended a block, as
+	// that may let the leader take envelopes again (MaxInflightBlocks).
+	writtenC  chan struct{}
+	proposed  uint64 // entries proposed since the last Ready
+	snapBytes uint64
+	term      uint64 // last term reported to TermMetrics
+	ticks     uint64
+	snapSent  map[uint64]uint64 // follower -> tick a snapshot was sent at
 }
 
 // New checks cfg and returns a chain that starts when Run is called.
@@ -324,6 +358,7 @@ func (c *Chain) Step(ctx context.Context, m *pb.Message) error {
 // it leads, otherwise forwarded to the leader. It returns once the envelope is
 // accepted for ordering, not once it is in a block.
 func (c *Chain) Order(ctx context.Context, env []byte) error {
+	var size uint32
 	for attempt := 0; attempt < 3; attempt++ {
 		select {
 		case <-c.doneC:
@@ -341,7 +376,10 @@ func (c *Chain) Order(ctx context.Context, env []byte) error {
 			}
 			return nil
 		}
-		req := submitReq{env: env, resp: make(chan error, 1)}
+		if size == 0 {
+			size = envelopeSize(env) // here, not on the chain's goroutine
+		}
+		req := submitReq{env: env, size: size, resp: make(chan error, 1)}
 		select {
 		case c.submit <- req:
 		case <-ctx.Done():
@@ -394,6 +432,24 @@ func (c *Chain) run(ctx context.Context) error {
 			return stopErr(ctx, err)
 		}
 	}
+	// Committed blocks are appended by a writer goroutine, so the chain goes
+	// on taking envelopes and stepping raft while the disk syncs a block.
+	// Raft's own log is persisted before Advance, on this goroutine.
+	var wg sync.WaitGroup
+	c.writeC = make(chan blockWrite, writeQueue)
+	c.writeErrC = make(chan error, 1)
+	c.writtenC = make(chan struct{}, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.writeBlocks()
+	}()
+	defer func() {
+		// Blocks still queued are committed: write them before stopping.
+		close(c.writeC)
+		wg.Wait()
+	}()
+
 	c.mu.Lock()
 	c.status.Running = true
 	c.mu.Unlock()
@@ -435,10 +491,13 @@ func (c *Chain) run(ctx context.Context) error {
 			c.checkSnapshotsSent()
 		case <-c.reportC:
 			c.applyReports()
+		case err := <-c.writeErrC:
+			return err
+		case <-c.writtenC:
 		case m := <-c.stepC:
 			c.step(m)
 		case req := <-submitC:
-			req.resp <- c.ordered(req.env)
+			req.resp <- c.ordered(req.env, req.size)
 		case <-timerC:
 			c.timer = nil
 			if b := c.cut.Cut(); len(b.Envelopes) > 0 {
@@ -562,6 +621,7 @@ func (c *Chain) startRaft() error {
 		return fmt.Errorf("chain %s: read last block: %w", c.cfg.ChannelID, err)
 	}
 	c.lastConfig = lastConfigOf(last)
+	c.setTip(last.Header)
 
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:              c.cfg.SelfID,
@@ -616,12 +676,13 @@ func (c *Chain) accepting() bool {
 	return c.lastCreated.Number-written < uint64(c.cfg.MaxInflightBlocks)
 }
 
-// ordered runs one envelope through the cutter on the leader.
-func (c *Chain) ordered(env []byte) error {
+// ordered runs one envelope of the given envelopeSize through the cutter on
+// the leader.
+func (c *Chain) ordered(env []byte, size uint32) error {
 	if !c.isLeader {
 		return errNotLeader
 	}
-	batches, pending := c.cut.Ordered(env, envelopeSize(env))
+	batches, pending := c.cut.Ordered(env, size)
 	for _, b := range batches {
 		c.propose(b)
 	}
@@ -634,13 +695,43 @@ func (c *Chain) ordered(env []byte) error {
 	return nil
 }
 
-// envelopeSize is the size Fabric's block cutter counts: payload plus signature.
+// envelopeSize is the size Fabric's block cutter counts: payload plus
+// signature, as decoding the envelope would give them, or len(raw) for bytes
+// that do not decode. It walks the wire format instead of decoding, so neither
+// field is copied.
 func envelopeSize(raw []byte) uint32 {
-	env := &cb.Envelope{}
-	if err := proto.Unmarshal(raw, env); err != nil {
-		return uint32(len(raw))
+	const (
+		fieldPayload   = 1
+		fieldSignature = 2
+	)
+	var payload, signature int
+	for b := raw; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num > protowire.MaxValidNumber {
+			return uint32(len(raw))
+		}
+		b = b[n:]
+		if typ == protowire.BytesType && (num == fieldPayload || num == fieldSignature) {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return uint32(len(raw))
+			}
+			// A repeated scalar field: the last occurrence wins, as in proto.Unmarshal.
+			if num == fieldPayload {
+				payload = len(v)
+			} else {
+				signature = len(v)
+			}
+			b = b[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return uint32(len(raw))
+		}
+		b = b[m:]
 	}
-	return uint32(len(env.Payload) + len(env.Signature))
+	return uint32(payload + signature)
 }
 
 func (c *Chain) stopTimer() {
@@ -697,6 +788,14 @@ func (c *Chain) handleReady(ctx context.Context) error {
 				return err
 			}
 		}
+		// The leader sends before it persists (raft thesis 10.2.1): followers
+		// write the entries while it does. Not when this Ready changes its
+		// term or vote, or makes it step down: those messages must follow
+		// the write.
+		early := c.isLeader && c.leaderMessagesFirst(rd)
+		if early {
+			c.send(rd.Messages)
+		}
 		if err := c.cfg.Raft.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
 			return fmt.Errorf("chain %s: %w", c.cfg.ChannelID, err)
 		}
@@ -707,13 +806,8 @@ func (c *Chain) handleReady(ctx context.Context) error {
 		if rd.SoftState != nil {
 			c.softState(rd.SoftState)
 		}
-		if len(rd.Messages) > 0 {
-			for _, m := range rd.Messages {
-				if m.GetType() == pb.MsgSnap {
-					c.snapSent[m.GetTo()] = c.ticks
-				}
-			}
-			c.cfg.Transport.Send(rd.Messages)
+		if !early {
+			c.send(rd.Messages)
 		}
 		if err := c.apply(rd.CommittedEntries); err != nil {
 			return err
@@ -731,6 +825,33 @@ func (c *Chain) handleReady(ctx context.Context) error {
 		tm.RaftTerm(c.cfg.ChannelID, c.term)
 	}
 	return nil
+}
+
+// leaderMessagesFirst reports whether a leader's Ready may have its messages
+// sent before it is persisted: it neither changes term or vote nor ends the
+// leadership.
+func (c *Chain) leaderMessagesFirst(rd raft.Ready) bool {
+	if rd.SoftState != nil && rd.SoftState.RaftState != raft.StateLeader {
+		return false
+	}
+	if rd.HardState == nil || raft.IsEmptyHardState(rd.HardState) {
+		return true
+	}
+	prev, _, err := c.cfg.Raft.InitialState()
+	return err == nil && rd.HardState.GetTerm() == prev.GetTerm() && rd.HardState.GetVote() == prev.GetVote()
+}
+
+// send hands raft messages to the transport, noting snapshots sent.
+func (c *Chain) send(msgs []*pb.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	for _, m := range msgs {
+		if m.GetType() == pb.MsgSnap {
+			c.snapSent[m.GetTo()] = c.ticks
+		}
+	}
+	c.cfg.Transport.Send(msgs)
 }
 
 func (c *Chain) softState(ss *raft.SoftState) {
@@ -768,12 +889,7 @@ func (c *Chain) maybeReady() {
 	if !c.isLeader || c.lastCreated != nil || c.applied < c.catchUpTo {
 		return
 	}
-	last, err := c.cfg.Store.Block(c.cfg.Store.Height() - 1)
-	if err != nil {
-		c.log.Error("read chain tip", "err", err)
-		return
-	}
-	c.lastCreated = last.Header
+	c.lastCreated = c.tip
 }
 
 func (c *Chain) apply(ents []*pb.Entry) error {
@@ -781,9 +897,7 @@ func (c *Chain) apply(ents []*pb.Entry) error {
 		switch e.GetType() {
 		case pb.EntryNormal:
 			if len(e.Data) > 0 {
-				if err := c.writeBlock(e.Data, e.GetIndex()); err != nil {
-					return err
-				}
+				c.writeBlock(e.Data, e.GetIndex())
 			}
 		case pb.EntryConfChange:
 			cc := &pb.ConfChange{}
@@ -807,49 +921,91 @@ func (c *Chain) apply(ents []*pb.Entry) error {
 	return nil
 }
 
-// writeBlock appends a committed block. Blocks already in the store (entries
-// replayed after a restart) are skipped; a block that does not extend the tip
-// is logged and skipped rather than written, so the store never forks.
-func (c *Chain) writeBlock(data []byte, index uint64) error {
+// writeBlock applies a committed block: checks it extends the tip and hands
+// it to the writer goroutine. Blocks already in the store (entries replayed
+// after a restart) are skipped; a block that does not extend the tip is logged
+// and skipped rather than written, so the store never forks.
+func (c *Chain) writeBlock(data []byte, index uint64) {
 	b, err := block.Unmarshal(data)
 	if err != nil {
 		c.log.Error("committed entry is not a block; skipped", "raft_index", index, "err", err)
-		return nil
+		return
 	}
-	height := c.cfg.Store.Height()
+	height := c.tip.GetNumber() + 1
 	n := b.Header.Number
 	if n < height {
-		return nil
+		return
 	}
 	if n > height {
 		c.log.Error("committed block leaves a gap; skipped", "block", n, "height", height, "raft_index", index)
-		return nil
+		return
 	}
-	prev, err := c.cfg.Store.Block(height - 1)
-	if err != nil {
-		return fmt.Errorf("chain %s: read block %d: %w", c.cfg.ChannelID, height-1, err)
-	}
-	if !bytes.Equal(b.Header.PreviousHash, block.HeaderHash(prev.Header)) {
+	if !bytes.Equal(b.Header.PreviousHash, c.tipHash) {
 		c.log.Error("committed block does not extend the chain; skipped", "block", n, "raft_index", index)
-		return nil
+		return
 	}
-	if err := c.cfg.Store.Append(b); err != nil {
-		return fmt.Errorf("chain %s: append block %d: %w", c.cfg.ChannelID, n, err)
-	}
+	// The writer drains the queue whatever happens, so this send waits at
+	// most for the disk. raft does not modify an entry's data once handed out.
+	c.writeC <- blockWrite{raw: data, b: b, index: index}
+	c.setTip(b.Header)
 	if block.IsConfig(b) {
 		c.lastConfig = n
 	}
 	c.snapBytes += uint64(len(data))
-	if c.cfg.Metrics != nil {
-		c.cfg.Metrics.BlockCommitted(c.cfg.ChannelID, n)
+}
+
+// writeBlocks is the writer goroutine: it appends queued blocks to the store
+// until writeC is closed. After a failure it reports the error once on
+// writeErrC and writes nothing more (the chain stops), but still releases
+// barriers.
+func (c *Chain) writeBlocks() {
+	var failed error
+	for w := range c.writeC {
+		if w.done != nil {
+			close(w.done)
+			continue
+		}
+		if failed != nil {
+			continue
+		}
+		n := w.b.Header.Number
+		// block.Unmarshal checked the data hash; the store writes raw as is.
+		if err := c.cfg.Store.AppendEncoded(w.raw, w.b); err != nil {
+			failed = fmt.Errorf("chain %s: append block %d: %w", c.cfg.ChannelID, n, err)
+			c.writeErrC <- failed // capacity 1, sent once
+			continue
+		}
+		select {
+		case c.writtenC <- struct{}{}:
+		default:
+		}
+		if c.cfg.Metrics != nil {
+			c.cfg.Metrics.BlockCommitted(c.cfg.ChannelID, n)
+		}
+		c.log.Debug("block committed", "block", n, "envelopes", len(w.b.Data.Data), "raft_index", w.index)
 	}
-	c.log.Debug("block committed", "block", n, "envelopes", len(b.Data.Data), "raft_index", index)
-	return nil
+}
+
+// flushWrites returns once every block handed to the writer is in the store
+// (or the writer failed). It does nothing before Run starts the writer.
+func (c *Chain) flushWrites() {
+	if c.writeC == nil {
+		return
+	}
+	done := make(chan struct{})
+	c.writeC <- blockWrite{done: done}
+	<-done
+}
+
+func (c *Chain) setTip(h *cb.BlockHeader) {
+	c.tip, c.tipHash = h, block.HeaderHash(h)
 }
 
 func (c *Chain) takeSnapshot() { c.takeSnapshotKeep(snapshotCatchUpEntries) }
 
 func (c *Chain) takeSnapshotKeep(keep uint64) {
+	// The log is compacted past blocks only once they are in the store.
+	c.flushWrites()
 	last, err := c.cfg.Store.Block(c.cfg.Store.Height() - 1)
 	if err != nil {
 		c.log.Error("snapshot: read last block", "err", err)
@@ -878,6 +1034,7 @@ func (c *Chain) catchUp(ctx context.Context, snap *pb.Snapshot) error {
 		c.log.Error("snapshot carries no block", "index", snap.GetMetadata().GetIndex(), "err", err)
 		return nil
 	}
+	c.flushWrites() // the puller appends to the store too
 	num, h := b.Header.Number, c.cfg.Store.Height()
 	if h > num {
 		return nil
@@ -900,6 +1057,7 @@ func (c *Chain) catchUp(ctx context.Context, snap *pb.Snapshot) error {
 		return fmt.Errorf("chain %s: read last block: %w", c.cfg.ChannelID, err)
 	}
 	c.lastConfig = lastConfigOf(last)
+	c.setTip(last.Header)
 	c.setStatus(func(s *Status) { s.Degraded = "" })
 	c.log.Info("caught up with the snapshot", "height", c.cfg.Store.Height(), "took", time.Since(start))
 	return nil

@@ -34,17 +34,17 @@ func newMemStore(genesis *cb.Block) *memStore {
 	return &memStore{blocks: [][]byte{raw}}
 }
 
-func (s *memStore) Append(b *cb.Block) error {
+func (s *memStore) AppendEncoded(raw []byte, b *cb.Block) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if b.Header.Number != uint64(len(s.blocks)) {
 		return fmt.Errorf("append block %d at height %d", b.Header.Number, len(s.blocks))
 	}
-	raw, err := proto.Marshal(b)
-	if err != nil {
-		return err
+	got := &cb.Block{}
+	if err := proto.Unmarshal(raw, got); err != nil || !proto.Equal(got, b) {
+		return fmt.Errorf("append block %d: raw bytes are not the block (%v)", b.Header.Number, err)
 	}
-	s.blocks = append(s.blocks, raw)
+	s.blocks = append(s.blocks, bytes.Clone(raw))
 	return nil
 }
 

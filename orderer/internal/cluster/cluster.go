@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-ledger/cairn/internal/channelconfig"
@@ -180,9 +181,47 @@ type Transport struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	once    sync.Once
+	// reporter hears about dropped raft messages and snapshot deliveries;
+	// nil until SetReporter.
+	reporter atomic.Pointer[chain.Reporter]
 }
 
-var _ chain.Transport = (*Transport)(nil)
+var (
+	_ chain.Transport      = (*Transport)(nil)
+	_ chain.ReporterSetter = (*Transport)(nil)
+)
+
+// SetReporter makes the Transport tell r (the channel's chain) when a raft
+// message to a consenter is dropped (ReportUnreachable: its send queue was
+// full or its stream broke) and whether a snapshot was sent
+// (ReportSnapshot: true once written to the stream, false if dropped). r's
+// methods must not block; they are called from the streams' goroutines.
+func (t *Transport) SetReporter(r chain.Reporter) {
+	if r == nil {
+		t.reporter.Store(nil)
+		return
+	}
+	t.reporter.Store(&r)
+}
+
+// unreachable reports a raft message to node id that was dropped.
+func (t *Transport) unreachable(id uint64, m *pb.Message) {
+	r := t.reporter.Load()
+	if r == nil {
+		return
+	}
+	(*r).ReportUnreachable(id)
+	if m.GetType() == pb.MessageType_MsgSnap {
+		(*r).ReportSnapshot(id, false)
+	}
+}
+
+// snapshotSent reports a snapshot written to node id's stream.
+func (t *Transport) snapshotSent(id uint64) {
+	if r := t.reporter.Load(); r != nil {
+		(*r).ReportSnapshot(id, true)
+	}
+}
 
 // Transport returns the links of channel channelID for consenter self, and
 // makes the server accept that channel's traffic from the given consenters. It

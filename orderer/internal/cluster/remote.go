@@ -51,14 +51,15 @@ func newRemote(t *Transport, m *member, log *slog.Logger) *remote {
 	}
 }
 
-// sendConsensus queues a raft message, dropping it if the queue is full. raft
-// never modifies a message it handed out, so it is encoded later, by the
-// stream's goroutine.
+// sendConsensus queues a raft message, dropping it (and reporting the node
+// unreachable) if the queue is full. raft never modifies a message it handed
+// out, so it is encoded later, by the stream's goroutine.
 func (r *remote) sendConsensus(m *pb.Message) {
 	select {
 	case r.consensus <- m:
 	default:
 		r.log.Debug("send queue full; raft message dropped", "type", m.GetType().String())
+		r.t.unreachable(r.id, m)
 	}
 }
 
@@ -67,6 +68,7 @@ func (r *remote) consensusRequest(m *pb.Message) *clusterpb.StepRequest {
 	payload, err := proto.Marshal(m)
 	if err != nil {
 		r.log.Error("raft message not encodable; dropped", "type", m.GetType().String(), "err", err)
+		r.t.unreachable(r.id, m)
 		return nil
 	}
 	return &clusterpb.StepRequest{Payload: &clusterpb.StepRequest_ConsensusRequest{
@@ -127,6 +129,9 @@ func (r *remote) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		// Messages queued meanwhile wait for the next stream; raft should
+		// stop streaming entries optimistically until then.
+		r.t.unreachable(r.id, nil)
 		if time.Since(began) > cfg.MaxBackoff {
 			backoff = cfg.MinBackoff
 		}
@@ -166,14 +171,17 @@ func (r *remote) session(ctx context.Context, client clusterpb.ClusterClient) er
 		}
 	}()
 	for {
-		var req *clusterpb.StepRequest
+		var (
+			req *clusterpb.StepRequest
+			msg *pb.Message // the raft message req carries, if any
+		)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-recvErr:
 			return err
-		case m := <-r.consensus:
-			if req = r.consensusRequest(m); req == nil {
+		case msg = <-r.consensus:
+			if req = r.consensusRequest(msg); req == nil {
 				continue
 			}
 		case s := <-r.submits:
@@ -187,7 +195,13 @@ func (r *remote) session(ctx context.Context, client clusterpb.ClusterClient) er
 			}}
 		}
 		if err := stream.Send(req); err != nil {
+			if msg != nil {
+				r.t.unreachable(r.id, msg)
+			}
 			return err
+		}
+		if msg.GetType() == pb.MessageType_MsgSnap {
+			r.t.snapshotSent(r.id)
 		}
 	}
 }

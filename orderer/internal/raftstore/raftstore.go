@@ -1,7 +1,8 @@
 // Package raftstore owns the durable state of one raft node: hard state, log
 // entries and the latest snapshot, kept in a LevelDB database and mirrored in a
 // raft.MemoryStorage that the raft library reads. Writes go to disk first (one
-// atomic, synced batch) and to memory after, so what raft reads was persisted.
+// atomic batch, synced unless it only moves the commit index) and to memory
+// after, so what raft reads was persisted.
 //
 // A Store is used by one goroutine that writes (the chain's raft loop); raft
 // reads the embedded MemoryStorage from that same goroutine, and MemoryStorage's
@@ -36,17 +37,35 @@ var (
 type Store struct {
 	*raft.MemoryStorage
 	db    *leveldb.DB
-	write *opt.WriteOptions
+	write *opt.WriteOptions // synced unless Open's noSync
+	// lazy is for writes raft does not need on disk before it goes on.
+	lazy  *opt.WriteOptions
 	fresh bool
+}
+
+// dbOptions tune LevelDB for what the store holds: log entries of whole
+// blocks (up to megabytes each, of signed and so incompressible data) that
+// are written once, read only at restart, and deleted a few snapshots later.
+// A write buffer of many entries means fewer, larger memtable flushes (an
+// entry deleted before its memtable is flushed is still written once, but
+// compacted away at the first level), and no compression saves the CPU
+// snappy would spend finding nothing to compress.
+func dbOptions() *opt.Options {
+	return &opt.Options{
+		WriteBuffer:            32 << 20,
+		CompactionTableSize:    16 << 20,
+		Compression:            opt.NoCompression,
+		DisableSeeksCompaction: true,
+	}
 }
 
 // Open opens or creates the store in dir. noSync skips fsync (tests only).
 func Open(dir string, noSync bool) (*Store, error) {
-	db, err := leveldb.OpenFile(dir, nil)
+	db, err := leveldb.OpenFile(dir, dbOptions())
 	if err != nil {
 		return nil, fmt.Errorf("open raft store %s: %w", dir, err)
 	}
-	s := &Store{MemoryStorage: raft.NewMemoryStorage(), db: db, write: &opt.WriteOptions{Sync: !noSync}}
+	s := &Store{MemoryStorage: raft.NewMemoryStorage(), db: db, write: &opt.WriteOptions{Sync: !noSync}, lazy: &opt.WriteOptions{}}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open raft store %s: %w", dir, err)
@@ -131,8 +150,17 @@ func entryKey(i uint64) []byte {
 }
 
 // Save persists what a raft Ready asks to persist — snapshot, then entries, then
-// hard state — in one synced batch, then makes it visible to raft.
+// hard state — in one atomic batch, then makes it visible to raft. The batch
+// is synced when raft needs it on disk (raft.MustSync: entries, a snapshot, or
+// a new term or vote); a hard state that only moves the commit index is
+// written without fsync, as etcd does: a commit index lost in a machine crash
+// is learned again from the leader, and the next synced write makes it
+// durable anyway.
 func (s *Store) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) error {
+	prev, _, err := s.MemoryStorage.InitialState()
+	if err != nil {
+		return err
+	}
 	batch := new(leveldb.Batch)
 	hasSnap := snap != nil && !raft.IsEmptySnap(snap)
 	if hasSnap {
@@ -172,7 +200,11 @@ func (s *Store) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) erro
 	if batch.Len() == 0 {
 		return nil
 	}
-	if err := s.db.Write(batch, s.write); err != nil {
+	write := s.write
+	if !hasSnap && !raft.MustSync(hs, prev, len(ents)) {
+		write = s.lazy
+	}
+	if err := s.db.Write(batch, write); err != nil {
 		return fmt.Errorf("persist raft state: %w", err)
 	}
 	if hasSnap {

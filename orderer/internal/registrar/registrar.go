@@ -232,7 +232,7 @@ func (r *Registrar) Stop() {
 // raft chain, the follower's block pulling, or onboarding first.
 func (r *Registrar) open(id string) (*Channel, error) {
 	dir := filepath.Join(r.channelsDir(), id)
-	store, err := blockstore.Open(blockstore.Config{Dir: filepath.Join(dir, "blocks"), NoSync: r.cfg.NoSync})
+	store, err := blockstore.Open(blockstore.Config{Dir: filepath.Join(dir, "blocks"), NoSync: r.cfg.NoSync, NoTxIndex: true}) // Deliver never looks up tx IDs
 	if err != nil {
 		return nil, fmt.Errorf("channel %s: %w", id, err)
 	}
