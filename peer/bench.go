@@ -38,8 +38,20 @@ import (
 	"github.com/cairn-ledger/cairn/peer/internal/validator"
 )
 
+// Bench modes: what BenchCommitter times.
+const (
+	// BenchModeCommit feeds the prepared blocks straight into the channel's
+	// validate-and-commit pipeline: what a committing peer's throughput is.
+	BenchModeCommit = "commit"
+	// BenchModeCatchUp has a fresh peer channel pull the chain from an
+	// in-process orderer over TLS, verify each block and commit it.
+	BenchModeCatchUp = "catchup"
+)
+
 // BenchConfig configures BenchCommitter.
 type BenchConfig struct {
+	// Mode is BenchModeCommit or BenchModeCatchUp (the default).
+	Mode string
 	// Txs is the number of transactions in the measured chain (default 100,000).
 	Txs int
 	// BlockSize is the number of transactions per block (default 500).
@@ -56,7 +68,9 @@ type BenchConfig struct {
 
 // DefaultBenchConfig is the catch-up run of a fresh peer over a 100,000
 // transaction chain in blocks of 500.
-func DefaultBenchConfig() BenchConfig { return BenchConfig{Txs: 100_000, BlockSize: 500} }
+func DefaultBenchConfig() BenchConfig {
+	return BenchConfig{Mode: BenchModeCatchUp, Txs: 100_000, BlockSize: 500}
+}
 
 // Validate reports the first unusable setting.
 func (c BenchConfig) Validate() error {
@@ -66,11 +80,18 @@ func (c BenchConfig) Validate() error {
 	if c.BlockSize < 1 {
 		return fmt.Errorf("bench: block size must be at least 1, not %d", c.BlockSize)
 	}
+	switch c.Mode {
+	case "", BenchModeCommit, BenchModeCatchUp:
+	default:
+		return fmt.Errorf("bench: mode must be %q or %q, not %q", BenchModeCommit, BenchModeCatchUp, c.Mode)
+	}
 	return nil
 }
 
 // BenchResult is one measured run.
 type BenchResult struct {
+	// Mode is what was measured (BenchModeCommit or BenchModeCatchUp).
+	Mode string `json:"mode"`
 	// TPS is transactions committed per second.
 	TPS float64 `json:"tps"`
 	// Blocks and Txs count the measured blocks and their transactions.
@@ -78,6 +99,18 @@ type BenchResult struct {
 	Txs    int `json:"txs"`
 	// Seconds is the measured time.
 	Seconds float64 `json:"seconds"`
+	// CPUSeconds is the CPU time the whole process used meanwhile (0 where
+	// not measured). On a shared machine txs/CPUSeconds is the steadier
+	// figure: what one fully available core would sustain.
+	CPUSeconds float64 `json:"cpu_seconds"`
+}
+
+// CPUMicrosPerTx is the CPU time spent per transaction, 0 if not measured.
+func (r BenchResult) CPUMicrosPerTx() float64 {
+	if r.Txs == 0 {
+		return 0
+	}
+	return r.CPUSeconds * 1e6 / float64(r.Txs)
 }
 
 // BlocksPerSecond is the block rate of the run.
@@ -88,26 +121,30 @@ func (r BenchResult) BlocksPerSecond() float64 {
 	return float64(r.Blocks) / r.Seconds
 }
 
-// BenchCommitter measures how fast a fresh peer catches up with a chain: it
-// builds (untimed) a two-organisation channel, chaincode basic defined with
-// the endorsement policy AND('Org1MSP.peer','Org2MSP.peer'), and cfg.Txs
-// transactions, each signed by an Org1 client and endorsed by a peer of each
-// organisation, writing a distinct key, cut into blocks of cfg.BlockSize and
-// signed by an orderer identity. It then times a new channel on a fresh
-// LevelDB ledger pulling that chain over TLS from an in-process orderer
-// through the peer's real path: puller (block verification), validator
-// (signatures, endorsement policy, MVCC) and ledger commit.
+// BenchCommitter measures a committing peer. It builds (untimed) a
+// two-organisation channel, chaincode basic defined with the endorsement
+// policy AND('Org1MSP.peer','Org2MSP.peer'), and cfg.Txs transactions, each
+// signed by an Org1 client and endorsed by a peer of each organisation,
+// writing a distinct key, cut into blocks of cfg.BlockSize and signed by an
+// orderer identity. In commit mode it times a new channel on a fresh LevelDB
+// ledger validating (signatures, endorsement policy, MVCC) and committing
+// those blocks, handed over already decoded; in catch-up mode the new channel
+// pulls them over TLS from an in-process orderer through the peer's real
+// path, puller (block verification) included.
 func BenchCommitter(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	chain, err := NewBenchChain(ctx, cfg)
 	if err != nil {
 		return BenchResult{}, err
 	}
 	defer chain.Close()
+	if cfg.Mode == BenchModeCommit {
+		return chain.Commit(ctx)
+	}
 	return chain.Replay(ctx)
 }
 
 // BenchChain is a prepared chain and the in-process orderer serving it;
-// Replay may run several times, one at a time. Close stops the orderer and
+// Replay and Commit may run several times, one at a time. Close stops the orderer and
 // removes the temporary folder it made.
 type BenchChain struct {
 	cfg       BenchConfig
@@ -448,19 +485,11 @@ func signBenchBlock(b *cb.Block, s *crypto.SigningIdentity) error {
 // starts once the setup blocks are committed and stops when the last block
 // is. Every measured transaction must be VALID.
 func (c *BenchChain) Replay(ctx context.Context) (BenchResult, error) {
-	c.replays++
-	dir := filepath.Join(c.dir, "replay-"+strconv.Itoa(c.replays))
-	defer os.RemoveAll(dir)
-	cert := c.peerTLS
-	ch, err := channel.Create(channel.Config{
-		Dir: dir, MSPID: "Org1MSP", Validator: validator.New(validator.Config{Logger: c.cfg.Logger}),
-		Puller: puller.Config{Signer: c.peer, ClientCert: &cert, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
-		Logger: c.cfg.Logger, NoSync: c.cfg.NoSync,
-	}, c.genesis)
+	ch, done, err := c.newChannel()
 	if err != nil {
 		return BenchResult{}, err
 	}
-	defer ch.Close()
+	defer done()
 	runCtx, cancel := context.WithCancel(ctx)
 	runErr := make(chan error, 1)
 	go func() { runErr <- ch.Run(runCtx) }()
@@ -468,12 +497,13 @@ func (c *BenchChain) Replay(ctx context.Context) (BenchResult, error) {
 
 	final := uint64(len(c.blocks)) + 1
 	var start time.Time
+	var cpu time.Duration
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	for {
 		h := ch.Ledger().Height()
 		if start.IsZero() && h > c.setup {
-			start = time.Now()
+			start, cpu = time.Now(), processCPU()
 		}
 		if h >= final {
 			break
@@ -488,10 +518,62 @@ func (c *BenchChain) Replay(ctx context.Context) (BenchResult, error) {
 			return BenchResult{}, fmt.Errorf("channel stopped at height %d of %d: %w", h, final, err)
 		}
 	}
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu
 	if err := stop(); err != nil {
 		return BenchResult{}, err
 	}
+	return c.result(ch, BenchModeCatchUp, elapsed, cpu)
+}
+
+// Commit times a fresh peer channel validating and committing the measured
+// blocks handed to it directly (CommitBlocks): the setup blocks are committed
+// and the measured ones decoded before the clock starts. Every measured
+// transaction must be VALID.
+func (c *BenchChain) Commit(ctx context.Context) (BenchResult, error) {
+	ch, done, err := c.newChannel()
+	if err != nil {
+		return BenchResult{}, err
+	}
+	defer done()
+	blocks := make([]*cb.Block, len(c.blocks))
+	for i, raw := range c.blocks {
+		if blocks[i], err = block.Unmarshal(raw); err != nil {
+			return BenchResult{}, err
+		}
+	}
+	if err := ch.CommitBlocks(ctx, blocks[:c.setup]); err != nil {
+		return BenchResult{}, fmt.Errorf("setup blocks: %w", err)
+	}
+	start, cpu := time.Now(), processCPU()
+	if err := ch.CommitBlocks(ctx, blocks[c.setup:]); err != nil {
+		return BenchResult{}, err
+	}
+	elapsed, cpu := time.Since(start), processCPU()-cpu
+	return c.result(ch, BenchModeCommit, elapsed, cpu)
+}
+
+// newChannel creates a fresh channel on its own ledger; done closes it and
+// removes the ledger.
+func (c *BenchChain) newChannel() (*channel.Channel, func(), error) {
+	c.replays++
+	dir := filepath.Join(c.dir, "replay-"+strconv.Itoa(c.replays))
+	cert := c.peerTLS
+	ch, err := channel.Create(channel.Config{
+		Dir: dir, MSPID: "Org1MSP", Validator: validator.New(validator.Config{Logger: c.cfg.Logger}),
+		Puller: puller.Config{Signer: c.peer, ClientCert: &cert, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
+		Logger: c.cfg.Logger, NoSync: c.cfg.NoSync,
+	}, c.genesis)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return ch, func() { ch.Close(); os.RemoveAll(dir) }, nil
+}
+
+// result checks that every measured transaction committed VALID and makes
+// the run's result.
+func (c *BenchChain) result(ch *channel.Channel, mode string, elapsed, cpu time.Duration) (BenchResult, error) {
+	final := uint64(len(c.blocks)) + 1
 	for n := c.setup + 1; n < final; n++ {
 		b, err := ch.Ledger().Block(n)
 		if err != nil {
@@ -503,12 +585,13 @@ func (c *BenchChain) Replay(ctx context.Context) (BenchResult, error) {
 			}
 		}
 	}
-	blocks := len(c.blocks) - int(c.setup)
 	return BenchResult{
-		TPS:     float64(c.txs) / elapsed.Seconds(),
-		Blocks:  blocks,
-		Txs:     c.txs,
-		Seconds: elapsed.Seconds(),
+		Mode:       mode,
+		TPS:        float64(c.txs) / elapsed.Seconds(),
+		Blocks:     len(c.blocks) - int(c.setup),
+		Txs:        c.txs,
+		Seconds:    elapsed.Seconds(),
+		CPUSeconds: cpu.Seconds(),
 	}, nil
 }
 

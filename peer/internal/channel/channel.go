@@ -1,8 +1,11 @@
 // Package channel owns one channel joined by a peer: its ledger, its current
 // configuration bundle (replaced atomically when a config block commits) and
 // the loop that pulls blocks from the orderers, validates and commits them.
-// Run is owned by the peer and returns when its context ends; the other methods
-// are safe for concurrent use.
+// Run is owned by the peer and returns when its context ends; while it runs, a
+// committer goroutine it owns finishes validation and commits block N while the
+// puller's goroutine prepares block N+1 (pipeline.go). CommitBlocks runs the
+// same pipeline over blocks the caller holds. The other methods are safe for
+// concurrent use.
 package channel
 
 import (
@@ -10,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
@@ -177,6 +181,10 @@ func (c *Channel) EndorsementPolicy(ns string, writes []*kvrwset.KVWrite) (*cb.S
 		return nil, "", err
 	}
 	defer qe.Done()
+	return definedPolicy(qe, ns)
+}
+
+func definedPolicy(qe *ledger.QueryExecutor, ns string) (*cb.SignaturePolicyEnvelope, string, error) {
 	def, ok, err := lifecycle.Definition(qe, ns)
 	if err != nil {
 		return nil, "", err
@@ -197,72 +205,44 @@ func (c *Channel) Run(ctx context.Context) error {
 		return o.Endpoints, o.TLSRootCerts
 	}
 	p := puller.New(pcfg)
-	next := func() (uint64, *cb.BlockHeader, puller.PolicySource) {
-		h := c.ledger.Height()
-		var prev *cb.BlockHeader
-		if h > 0 {
-			if b, err := c.ledger.Block(h - 1); err == nil {
-				prev = b.Header
-			}
+	err := c.runPipeline(ctx, func(ctx context.Context, pl *pipeline) error {
+		next := func() (uint64, *cb.BlockHeader, puller.PolicySource) {
+			n, prev := pl.tail()
+			return n, prev, policySource{c.Bundle()}
 		}
-		return h, prev, policySource{c.Bundle()}
-	}
-	err := p.Run(ctx, next, c.commit)
+		return p.Run(ctx, next, pl.add)
+	})
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
 }
 
+// CommitBlocks validates and commits blocks, which must follow the ledger's
+// height in order and have been verified as the puller does (structure, hash
+// chain, orderer signatures), through the same pipeline as Run. It returns
+// once the last one is committed. It is for tools and benchmarks that hold
+// blocks already; it must not run concurrently with Run.
+func (c *Channel) CommitBlocks(ctx context.Context, blocks []*cb.Block) error {
+	return c.runPipeline(ctx, func(ctx context.Context, pl *pipeline) error {
+		for _, b := range blocks {
+			if n, _ := pl.tail(); b.GetHeader().GetNumber() != n {
+				return fmt.Errorf("block %d given, want %d", b.GetHeader().GetNumber(), n)
+			}
+			if err := pl.add(ctx, b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 type policySource struct{ b *channelconfig.Bundle }
 
 func (p policySource) Policy(path string) (policy.Policy, error) { return p.b.Policies().Policy(path) }
 
-// commit validates and commits one verified block.
-func (c *Channel) commit(ctx context.Context, b *cb.Block) error {
-	bundle := c.Bundle()
-	var next *channelconfig.Bundle
-	if block.IsConfig(b) {
-		nb, err := channelconfig.FromBlock(b)
-		if err != nil {
-			return fmt.Errorf("config block %d: %w", b.Header.Number, err)
-		}
-		next = nb
-	}
-	qe, err := c.ledger.NewQueryExecutor()
-	if err != nil {
-		return fmt.Errorf("validate block %d: %w", b.Header.Number, err)
-	}
-	results, err := c.cfg.Validator.Validate(ctx, b, bundle, ledgerView{l: c.ledger, qe: qe}, c)
-	qe.Done()
-	if err != nil {
-		return err
-	}
-	codes := make([]pb.TxValidationCode, len(results))
-	for i, r := range results {
-		codes[i] = r.Code
-	}
-	final, err := c.ledger.Commit(b, codes)
-	if err != nil {
-		return fmt.Errorf("commit block %d: %w", b.Header.Number, err)
-	}
-	if next != nil {
-		c.bundle.Store(next)
-	}
-	valid := 0
-	for _, code := range final {
-		if code == pb.TxValidationCode_VALID {
-			valid++
-		}
-	}
-	c.log.Info("committed block", "block", b.Header.Number, "txs", len(final), "valid", valid)
-	return nil
-}
-
 // ledgerView is what the validator reads of the ledger: the tx ID index, and
-// key metadata (key-level endorsement policies) from one state snapshot taken
-// before the block is validated. Commit is the only writer and runs after
-// validation, so the snapshot is the state the block applies to.
+// key metadata (key-level endorsement policies) from one state snapshot.
 type ledgerView struct {
 	l  *ledger.Ledger
 	qe *ledger.QueryExecutor
@@ -272,6 +252,40 @@ func (v ledgerView) TxIDExists(txID string) (bool, error) { return v.l.TxIDExist
 
 func (v ledgerView) GetStateMetadata(ns, key string) (map[string][]byte, error) {
 	return v.qe.GetStateMetadata(ns, key)
+}
+
+// snapshotPolicies implements validator.Policies over one state snapshot,
+// resolving each chaincode's definition once: the snapshot does not move,
+// and the _lifecycle policy depends only on the writes. It is safe for
+// concurrent use and lives for one Prepare or Finish call.
+type snapshotPolicies struct {
+	qe    *ledger.QueryExecutor
+	mu    sync.Mutex
+	cache map[string]resolvedPolicy
+}
+
+type resolvedPolicy struct {
+	spe *cb.SignaturePolicyEnvelope
+	ref string
+	err error
+}
+
+func (p *snapshotPolicies) EndorsementPolicy(ns string, writes []*kvrwset.KVWrite) (*cb.SignaturePolicyEnvelope, string, error) {
+	if ns == lifecycle.Namespace {
+		ref, err := lifecycle.ValidationPolicyForWrites(writes)
+		return nil, ref, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r, ok := p.cache[ns]
+	if !ok {
+		r.spe, r.ref, r.err = definedPolicy(p.qe, ns)
+		if p.cache == nil {
+			p.cache = make(map[string]resolvedPolicy)
+		}
+		p.cache[ns] = r
+	}
+	return r.spe, r.ref, r.err
 }
 
 // Close closes the ledger; Run must have returned.

@@ -255,7 +255,7 @@ func (e *commitEnv) commitBlock(t *testing.T, data [][]byte) []pb.TxValidationCo
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.c.commit(context.Background(), block.New(l.Height(), block.HeaderHash(prev.Header), data)); err != nil {
+	if err := e.c.CommitBlocks(context.Background(), []*cb.Block{block.New(l.Height(), block.HeaderHash(prev.Header), data)}); err != nil {
 		t.Fatalf("commit: %v", err)
 	}
 	stored, err := l.Block(l.Height() - 1)

@@ -88,11 +88,25 @@ type endorserTx struct {
 // block, and codes is updated in place with the outcome. Without mvcc
 // (re-applying a stored block on recovery), codes are taken as final and any
 // VALID endorser transaction that cannot be decoded is an error.
-func prepareBlock(st stateReader, b *common.Block, codes []peer.TxValidationCode, mvcc bool) (*blockUpdates, error) {
+// decoded, if not nil, holds per envelope the read-write set the caller
+// already decoded (nil entries are decoded from the block).
+func prepareBlock(st stateReader, b *common.Block, codes []peer.TxValidationCode, decoded []*TxRWSet, mvcc bool) (*blockUpdates, error) {
 	num := b.GetHeader().GetNumber()
 	var txs []endorserTx
 	for i := range b.GetData().GetData() {
 		if codes[i] != peer.TxValidationCode_VALID {
+			continue
+		}
+		if i < len(decoded) && decoded[i] != nil {
+			nss, err := decoded[i].namespaces()
+			if err != nil {
+				if !mvcc {
+					return nil, fmt.Errorf("stored block %d tx %d marked valid: %w", num, i, err)
+				}
+				codes[i] = peer.TxValidationCode_BAD_RWSET
+				continue
+			}
+			txs = append(txs, endorserTx{idx: i, nss: nss, ops: txOps(nss)})
 			continue
 		}
 		ch, err := block.ChannelHeader(b, i)

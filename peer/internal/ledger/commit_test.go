@@ -33,17 +33,32 @@ type testTx struct {
 
 func commitTxs(t *testing.T, l *Ledger, prefix string, txs []testTx) []peer.TxValidationCode {
 	t.Helper()
+	return commitTxsAs(t, l, prefix, txs, false)
+}
+
+// commitTxsAs commits txs, with decoded set handing the ledger the
+// read-write sets already decoded (CommitDecoded), as the committer does.
+func commitTxsAs(t *testing.T, l *Ledger, prefix string, txs []testTx, decoded bool) []peer.TxValidationCode {
+	t.Helper()
 	envs := make([][]byte, len(txs))
 	codes := make([]peer.TxValidationCode, len(txs))
+	var sets []*TxRWSet
+	if decoded {
+		sets = make([]*TxRWSet, len(txs))
+	}
 	for i, tx := range txs {
 		res := tx.raw
 		if res == nil {
-			res = mustMarshal(t, rws(t, "cc", tx.set))
+			set := rws(t, "cc", tx.set)
+			res = mustMarshal(t, set)
+			if decoded {
+				sets[i] = &TxRWSet{Set: set, Namespaces: []*kvrwset.KVRWSet{tx.set}}
+			}
 		}
 		envs[i] = endorserEnvelope(t, fmt.Sprintf("%s-%d", prefix, i), res)
 		codes[i] = tx.pre
 	}
-	got, err := l.Commit(nextBlock(t, l, envs...), codes)
+	got, err := l.CommitDecoded(nextBlock(t, l, envs...), codes, sets)
 	if err != nil {
 		t.Fatalf("commit %s: %v", prefix, err)
 	}
@@ -146,31 +161,49 @@ func TestCommitScenarios(t *testing.T) {
 		wantState: map[string]string{"cc/k": `"v1"@2.0 md=12190a1456414c49444154494f4e5f504152414d45544552120101`, "cc/j": `"j0"@2.1 md=`},
 	}}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			l := newTestLedger(t)
-			for i, b := range tc.setup {
-				for j, c := range commitTxs(t, l, fmt.Sprintf("setup%d", i), b) {
-					if c != valid {
-						t.Fatalf("setup block %d tx %d: %v", i, j, c)
-					}
-				}
+		for _, decoded := range []bool{false, true} {
+			name := tc.name
+			if decoded {
+				name += " (decoded by the caller)"
 			}
-			got := commitTxs(t, l, "test", tc.block)
-			if fmt.Sprint(got) != fmt.Sprint(tc.wantCodes) {
-				t.Errorf("codes %v, want %v", got, tc.wantCodes)
+			t.Run(name, func(t *testing.T) {
+				runCommitScenario(t, commitScenario{tc.setup, tc.block, tc.wantCodes, tc.wantState}, decoded)
+			})
+		}
+	}
+}
+
+// commitScenario is one row of TestCommitScenarios.
+type commitScenario struct {
+	setup     [][]testTx
+	block     []testTx
+	wantCodes []peer.TxValidationCode
+	wantState map[string]string
+}
+
+func runCommitScenario(t *testing.T, tc commitScenario, decoded bool) {
+	l := newTestLedger(t)
+	for i, b := range tc.setup {
+		for j, c := range commitTxsAs(t, l, fmt.Sprintf("setup%d", i), b, decoded) {
+			if c != valid {
+				t.Fatalf("setup block %d tx %d: %v", i, j, c)
 			}
-			last, _ := l.Block(l.Height() - 1)
-			for i, c := range block.TxFilter(last) {
-				if peer.TxValidationCode(c) != got[i] {
-					t.Errorf("stored filter[%d] = %v, returned %v", i, c, got[i])
-				}
-			}
-			if tc.wantState != nil {
-				if gotState := stateDump(t, l, "cc"); fmt.Sprint(gotState) != fmt.Sprint(tc.wantState) {
-					t.Errorf("state\n got %v\nwant %v", gotState, tc.wantState)
-				}
-			}
-		})
+		}
+	}
+	got := commitTxsAs(t, l, "test", tc.block, decoded)
+	if fmt.Sprint(got) != fmt.Sprint(tc.wantCodes) {
+		t.Errorf("codes %v, want %v", got, tc.wantCodes)
+	}
+	last, _ := l.Block(l.Height() - 1)
+	for i, c := range block.TxFilter(last) {
+		if peer.TxValidationCode(c) != got[i] {
+			t.Errorf("stored filter[%d] = %v, returned %v", i, c, got[i])
+		}
+	}
+	if tc.wantState != nil {
+		if gotState := stateDump(t, l, "cc"); fmt.Sprint(gotState) != fmt.Sprint(tc.wantState) {
+			t.Errorf("state\n got %v\nwant %v", gotState, tc.wantState)
+		}
 	}
 }
 
@@ -415,7 +448,7 @@ func FuzzCommitValidation(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer snap.Release()
-		if _, err := prepareBlock(snap, b, allValid(2), true); err != nil {
+		if _, err := prepareBlock(snap, b, allValid(2), nil, true); err != nil {
 			t.Fatalf("validation error on outside bytes (should be a code): %v", err)
 		}
 	})

@@ -188,7 +188,7 @@ func (l *Ledger) applyBlock(b *common.Block, codes []peer.TxValidationCode, mvcc
 		return err
 	}
 	defer snap.Release()
-	u, err := prepareBlock(snap, b, codes, mvcc)
+	u, err := prepareBlock(snap, b, codes, nil, mvcc)
 	if err != nil {
 		return err
 	}
@@ -202,6 +202,14 @@ func (l *Ledger) applyBlock(b *common.Block, codes []peer.TxValidationCode, mvcc
 // stores the block, applies the valid transactions' writes, and returns the
 // final codes.
 func (l *Ledger) Commit(b *common.Block, codes []peer.TxValidationCode) ([]peer.TxValidationCode, error) {
+	return l.CommitDecoded(b, codes, nil)
+}
+
+// CommitDecoded is Commit for a caller that already decoded the read-write
+// sets of the block's valid transactions: decoded[i], if not nil, is
+// envelope i's set, which the ledger then does not decode again. The sets
+// must be those the envelopes carry.
+func (l *Ledger) CommitDecoded(b *common.Block, codes []peer.TxValidationCode, decoded []*TxRWSet) ([]peer.TxValidationCode, error) {
 	l.cmu.Lock()
 	defer l.cmu.Unlock()
 	if l.closed {
@@ -232,7 +240,7 @@ func (l *Ledger) Commit(b *common.Block, codes []peer.TxValidationCode) ([]peer.
 	if err != nil {
 		return nil, fmt.Errorf("commit block %d: %w", num, err)
 	}
-	u, err := prepareBlock(snap, b, final, true)
+	u, err := prepareBlock(snap, b, final, decoded, true)
 	snap.Release()
 	if err != nil {
 		return nil, fmt.Errorf("commit block %d: %w", num, err)

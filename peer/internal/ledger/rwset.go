@@ -57,20 +57,43 @@ type nsRWSet struct {
 	kvs *kvrwset.KVRWSet
 }
 
+// TxRWSet is an endorser transaction's read-write set that the caller (the
+// validator) already decoded: Namespaces[i] is Set.NsRwset[i].Rwset decoded.
+type TxRWSet struct {
+	Set        *rwset.TxReadWriteSet
+	Namespaces []*kvrwset.KVRWSet
+}
+
+// namespaces checks a decoded set as decodeRWSet does, without decoding.
+func (t *TxRWSet) namespaces() ([]nsRWSet, error) {
+	if t.Set == nil || len(t.Namespaces) != len(t.Set.NsRwset) {
+		return nil, errors.New("decoded read-write set does not match its namespaces")
+	}
+	return checkRWSet(t.Set, func(i int) (*kvrwset.KVRWSet, error) { return t.Namespaces[i], nil })
+}
+
 // decodeRWSet unmarshals every namespace's KVRWSet. Private-data collections
 // are not supported yet, so a set that carries collection hashes is refused
 // rather than half-validated.
 func decodeRWSet(rws *rwset.TxReadWriteSet) ([]nsRWSet, error) {
+	return checkRWSet(rws, func(i int) (*kvrwset.KVRWSet, error) {
+		kvs := &kvrwset.KVRWSet{}
+		err := proto.Unmarshal(rws.NsRwset[i].Rwset, kvs)
+		return kvs, err
+	})
+}
+
+func checkRWSet(rws *rwset.TxReadWriteSet, kvsOf func(i int) (*kvrwset.KVRWSet, error)) ([]nsRWSet, error) {
 	if rws.DataModel != rwset.TxReadWriteSet_KV {
 		return nil, fmt.Errorf("unsupported data model %v", rws.DataModel)
 	}
 	out := make([]nsRWSet, 0, len(rws.NsRwset))
-	for _, n := range rws.NsRwset {
+	for i, n := range rws.NsRwset {
 		if len(n.CollectionHashedRwset) > 0 {
 			return nil, fmt.Errorf("namespace %q: private data collections are not supported", n.Namespace)
 		}
-		kvs := &kvrwset.KVRWSet{}
-		if err := proto.Unmarshal(n.Rwset, kvs); err != nil {
+		kvs, err := kvsOf(i)
+		if err != nil {
 			return nil, fmt.Errorf("namespace %q: %w", n.Namespace, err)
 		}
 		for _, rq := range kvs.RangeQueriesInfo {

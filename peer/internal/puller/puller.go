@@ -3,7 +3,9 @@
 // channel's orderers with backoff, and verification of every block (structure,
 // number, hash chain, orderer signatures against /Channel/Orderer/BlockValidation)
 // before it is handed on. Run is owned by the caller and returns when its
-// context ends.
+// context ends; while it runs, one receiver goroutine per stream reads up to
+// Config.Prefetch blocks ahead of verification and the handler, and is
+// stopped and waited for before the stream is left.
 package puller
 
 import (
@@ -16,6 +18,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
@@ -47,6 +50,9 @@ type Config struct {
 	Logger     *slog.Logger
 	// MinBackoff and MaxBackoff bound the wait between reconnection attempts.
 	MinBackoff, MaxBackoff time.Duration
+	// Prefetch is how many received blocks may wait while the handler is
+	// busy, so that gRPC receive and decoding overlap validation (default 4).
+	Prefetch int
 }
 
 // Puller pulls blocks of one channel.
@@ -64,6 +70,9 @@ func New(cfg Config) *Puller {
 	}
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = 10 * time.Second
+	}
+	if cfg.Prefetch <= 0 {
+		cfg.Prefetch = 4
 	}
 	return &Puller{cfg: cfg}
 }
@@ -115,6 +124,12 @@ func (p *Puller) Run(ctx context.Context, next Next, handle Handler) error {
 
 type handlerError struct{ err error }
 
+// receivedResp is one result of stream.Recv.
+type receivedResp struct {
+	resp *ab.DeliverResponse
+	err  error
+}
+
 func (e *handlerError) Error() string { return e.err.Error() }
 
 // pullFrom streams blocks from one orderer until the stream breaks; it returns
@@ -134,7 +149,11 @@ func (p *Puller) pullFrom(ctx context.Context, addr string, roots [][]byte, next
 	}
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 	stream, err := ab.NewAtomicBroadcastClient(conn).Deliver(sctx)
 	if err != nil {
 		return 0, fmt.Errorf("open deliver stream: %w", err)
@@ -151,9 +170,33 @@ func (p *Puller) pullFrom(ctx context.Context, addr string, roots [][]byte, next
 	if err := stream.Send(seek); err != nil {
 		return 0, fmt.Errorf("send seek: %w", err)
 	}
+	// The receiver reads ahead of verification and the handler; it stops when
+	// the stream fails or sctx ends (which also ends Recv).
+	received := make(chan receivedResp, p.cfg.Prefetch)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			resp, err := stream.Recv()
+			select {
+			case received <- receivedResp{resp, err}:
+			case <-sctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	delivered := 0
 	for {
-		resp, err := stream.Recv()
+		var r receivedResp
+		select {
+		case r = <-received:
+		case <-ctx.Done():
+			return delivered, ctx.Err()
+		}
+		resp, err := r.resp, r.err
 		if err == io.EOF {
 			return delivered, errors.New("orderer closed the stream")
 		}

@@ -6,8 +6,19 @@
 // writes, with Fabric's key-level (state-based) endorsement: a key whose
 // committed metadata holds a VALIDATION_PARAMETER is endorsed per that policy.
 // docs/validation-codes.md maps every code to its check. MVCC and commit
-// belong to the ledger. Signature work is spread over a bounded pool of goroutines that
-// live only for one Validate call.
+// belong to the ledger.
+//
+// Validation runs in two phases so that a committer can pipeline blocks:
+// Prepare does everything that does not depend on the state the block applies
+// to (decoding, shape, every signature verification) plus a speculative
+// endorsement evaluation against whatever state it is given, and may run for
+// block N+1 while block N commits; Finish, against the state the block applies
+// to, checks duplicate tx IDs, confirms the speculation by re-reading exactly
+// the policies and key metadata it read (evaluating again only if one
+// changed, e.g. a chaincode definition committed by block N) and applies the
+// in-block rules. Validate is both against one state. Each call spreads its
+// work over a bounded pool of goroutines that live only for that call; a
+// Validator holds no state between calls and may be shared.
 package validator
 
 import (
@@ -32,15 +43,20 @@ import (
 	"github.com/cairn-ledger/cairn/internal/policy"
 )
 
-// Ledger is what validation reads of the channel's committed ledger: the
-// block store's tx ID index and the committed state the block is validated
-// against (a snapshot that does not move during one Validate call).
-type Ledger interface {
-	TxIDExists(txID string) (bool, error)
+// State is the committed state endorsement policies are evaluated against
+// (a snapshot that does not move during one Prepare or Finish call).
+type State interface {
 	// GetStateMetadata returns the committed metadata of a key, nil if the
 	// key or its metadata does not exist. Its VALIDATION_PARAMETER entry is
 	// the key-level endorsement policy.
 	GetStateMetadata(ns, key string) (map[string][]byte, error)
+}
+
+// Ledger is what Finish reads of the channel's committed ledger: the block
+// store's tx ID index and the state the block applies to.
+type Ledger interface {
+	State
+	TxIDExists(txID string) (bool, error)
 }
 
 // Policies resolves the endorsement policy a namespace's writes must satisfy,
@@ -94,17 +110,114 @@ type Result struct {
 	Code  pb.TxValidationCode
 	TxID  string
 	Error error // why the code is not VALID, for logs
+	// RWSet is the decoded read-write set of a VALID endorser transaction,
+	// so that the ledger need not decode it again; nil otherwise.
+	RWSet *RWSet
+}
+
+// RWSet is a transaction's read-write set as validation decoded it:
+// Namespaces[i] is the decoded Rwset of Set.NsRwset[i].
+type RWSet struct {
+	Set        *rwset.TxReadWriteSet
+	Namespaces []*kvrwset.KVRWSet
 }
 
 // Validate returns one result per envelope of b. The bundle is the channel's
 // configuration in force for b; ledger is the committed ledger b is validated
 // against; policies resolves chaincode endorsement policies against committed
 // state. A returned error means the block could not be validated at all
-// (context cancelled, ledger unreadable).
+// (context cancelled, ledger unreadable). Validate is Prepare and Finish
+// against the same state.
 func (v *Validator) Validate(ctx context.Context, b *cb.Block, bundle *channelconfig.Bundle, ledger Ledger, policies Policies) ([]Result, error) {
+	p, err := v.Prepare(ctx, b, bundle, ledger, policies)
+	if err != nil {
+		return nil, err
+	}
+	return v.finish(ctx, p, ledger, policies, false)
+}
+
+// Prepared is a block after Prepare: the checks that do not depend on the
+// ledger are decided, and every transaction that passed them carries its
+// decoded read-write set, its verified signatures and a speculative
+// endorsement outcome with the state it read to get it.
+type Prepared struct {
+	block  *cb.Block
+	bundle *channelconfig.Bundle
+	config bool
+	txs    []preparedTx
+}
+
+// Block is the prepared block.
+func (p *Prepared) Block() *cb.Block { return p.block }
+
+// stage says how far a transaction got in Prepare.
+type stage uint8
+
+const (
+	// failedEarly: invalid before the duplicate tx ID check; res is final.
+	failedEarly stage = iota
+	// failedLate: invalid after the duplicate check, without reading state;
+	// res is final unless the tx ID is a duplicate.
+	failedLate
+	// endorsed: the endorsement checks ran against the state Prepare was
+	// given; res and keys are their outcome, inputs what they read.
+	endorsed
+)
+
+type preparedTx struct {
+	stage  stage
+	res    Result
+	keys   txKeys
+	checks []nsWrites
+	signed []policy.SignedData
+	inputs []stateInput
+}
+
+// nsWrites is a namespace whose endorsement policy a transaction must meet.
+type nsWrites struct {
+	ns string
+	kv *kvrwset.KVRWSet
+}
+
+// Prepare runs, on all workers, every check of b that does not read the
+// ledger: envelope shape, channel, creator and its signature, tx ID
+// derivation, the endorsed action and its read-write set, and the
+// verification of every endorsement signature. It also evaluates the
+// endorsement policies against state (policies, and key metadata from
+// state), which may be older than the state b finally applies to; Finish
+// re-reads what that evaluation read and redoes it only if something
+// changed. Prepare of block N+1 may thus run while block N commits, as long
+// as bundle is the configuration in force for b (a config block must be
+// committed before the next block is prepared).
+func (v *Validator) Prepare(ctx context.Context, b *cb.Block, bundle *channelconfig.Bundle, state State, policies Policies) (*Prepared, error) {
 	n := len(b.GetData().GetData())
-	results := make([]Result, n)
+	p := &Prepared{block: b, bundle: bundle, txs: make([]preparedTx, n)}
 	if block.IsConfig(b) {
+		p.config = true
+		return p, nil
+	}
+	err := v.parallel(ctx, n, func(i int) {
+		p.txs[i] = v.prepareTx(b, i, bundle, state, policies)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("validate block %d: %w", b.Header.Number, err)
+	}
+	return p, nil
+}
+
+// Finish completes a prepared block against the ledger it applies to: the
+// duplicate tx ID check against the ledger, confirmation (or re-evaluation)
+// of the endorsement outcome, and the in-block rules. It returns one result
+// per envelope; a returned error means the block could not be validated.
+func (v *Validator) Finish(ctx context.Context, p *Prepared, ledger Ledger, policies Policies) ([]Result, error) {
+	return v.finish(ctx, p, ledger, policies, true)
+}
+
+func (v *Validator) finish(ctx context.Context, p *Prepared, ledger Ledger, policies Policies, confirm bool) ([]Result, error) {
+	b := p.block
+	n := len(p.txs)
+	results := make([]Result, n)
+	if p.config {
 		// A config block carries exactly one CONFIG envelope, produced and signed
 		// by the ordering service; the block signature already vouches for it.
 		results[0] = Result{Code: pb.TxValidationCode_VALID}
@@ -113,40 +226,13 @@ func (v *Validator) Validate(ctx context.Context, b *cb.Block, bundle *channelco
 		}
 		return results, nil
 	}
-
 	touched := make([]txKeys, n)
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	workers := min(v.workers, n)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				results[i], touched[i] = v.checkTx(b, i, bundle, ledger, policies)
-			}
-		}()
+	err := v.parallel(ctx, n, func(i int) {
+		results[i], touched[i] = v.finishTx(&p.txs[i], p.bundle, ledger, policies, confirm)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("validate block %d: %w", b.Header.Number, err)
 	}
-	var cancelled error
-	for i := 0; i < n; i++ {
-		if cancelled = ctx.Err(); cancelled != nil {
-			break
-		}
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-			cancelled = ctx.Err()
-		}
-		if cancelled != nil {
-			break
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if cancelled != nil {
-		return nil, fmt.Errorf("validate block %d: %w", b.Header.Number, cancelled)
-	}
-
 	for _, r := range results {
 		if errors.Is(r.Error, errLedger) {
 			return nil, fmt.Errorf("validate block %d: %w", b.Header.Number, r.Error)
@@ -168,12 +254,74 @@ func (v *Validator) Validate(ctx context.Context, b *cb.Block, bundle *channelco
 		}
 		seen[r.TxID] = true
 	}
-	for i, r := range results {
+	for i := range results {
+		r := &results[i]
 		if r.Code != pb.TxValidationCode_VALID {
-			v.log.Warn("transaction invalid", "channel", bundle.ChannelID(), "block", b.Header.Number, "tx.index", i, "tx.id", r.TxID, "code", r.Code.String(), "reason", errString(r.Error))
+			r.RWSet = nil
+			v.log.Warn("transaction invalid", "channel", p.bundle.ChannelID(), "block", b.Header.Number, "tx.index", i, "tx.id", r.TxID, "code", r.Code.String(), "reason", errString(r.Error))
 		}
 	}
 	return results, nil
+}
+
+// finishTx decides one prepared transaction against the ledger.
+func (v *Validator) finishTx(tx *preparedTx, bundle *channelconfig.Bundle, ledger Ledger, policies Policies, confirm bool) (Result, txKeys) {
+	var none txKeys
+	if tx.stage == failedEarly {
+		return tx.res, none
+	}
+	txID := tx.res.TxID
+	// As Fabric, a tx ID already in the ledger is a duplicate before any
+	// endorsement is looked at.
+	if exists, err := ledger.TxIDExists(txID); err != nil {
+		return Result{TxID: txID, Code: pb.TxValidationCode_INVALID_OTHER_REASON, Error: fmt.Errorf("%w: look up tx ID %s: %v", errLedger, txID, err)}, none
+	} else if exists {
+		return invalid(pb.TxValidationCode_DUPLICATE_TXID, txID, "tx ID %s is already in the ledger", txID), none
+	}
+	if tx.stage == failedLate {
+		return tx.res, none
+	}
+	if confirm && !inputsHold(tx.inputs, ledger, policies) {
+		// The state the speculative outcome read has changed (a definition or
+		// a key-level policy committed meanwhile): evaluate again. This is the
+		// only path that verifies endorsement signatures a second time.
+		res, keys := v.endorse(tx, bundle, ledger, policies)
+		res.RWSet = tx.res.RWSet
+		return res, keys
+	}
+	return tx.res, tx.keys
+}
+
+// parallel runs fn(0..n-1) on the validator's workers; goroutines live only
+// for the call.
+func (v *Validator) parallel(ctx context.Context, n int, fn func(i int)) error {
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range min(v.workers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				fn(i)
+			}
+		}()
+	}
+	var cancelled error
+feed:
+	for i := 0; i < n; i++ {
+		if cancelled = ctx.Err(); cancelled != nil {
+			break
+		}
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			cancelled = ctx.Err()
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	return cancelled
 }
 
 // nsKey is one key of one namespace.
@@ -238,123 +386,109 @@ func invalid(code pb.TxValidationCode, txID string, format string, args ...any) 
 	return Result{Code: code, TxID: txID, Error: fmt.Errorf(format, args...)}
 }
 
-// checkTx decides one envelope's code, short of the in-block rules (duplicate
-// tx IDs, key-level dependencies) and MVCC. The checks and the codes follow
+// prepareTx runs one envelope's checks that do not read the ledger, then the
+// speculative endorsement evaluation against state and policies. The checks and the codes follow
 // Fabric 2.5's order (core/common/validation/msgvalidation.go, then
 // txvalidator/v20 and its plugin dispatcher); docs/validation-codes.md lists
 // them with the places where Cairn deliberately differs.
-func (v *Validator) checkTx(b *cb.Block, i int, bundle *channelconfig.Bundle, ledger Ledger, policies Policies) (Result, txKeys) {
-	var none txKeys
+func (v *Validator) prepareTx(b *cb.Block, i int, bundle *channelconfig.Bundle, state State, policies Policies) preparedTx {
+	early := func(r Result) preparedTx { return preparedTx{stage: failedEarly, res: r} }
+	late := func(r Result) preparedTx { return preparedTx{stage: failedLate, res: r} }
 	raw := b.Data.Data[i]
 	if len(raw) == 0 {
-		return invalid(pb.TxValidationCode_NIL_ENVELOPE, "", "empty envelope"), none
+		return early(invalid(pb.TxValidationCode_NIL_ENVELOPE, "", "empty envelope"))
 	}
 	env := &cb.Envelope{}
 	if err := proto.Unmarshal(raw, env); err != nil {
-		return invalid(pb.TxValidationCode_INVALID_OTHER_REASON, "", "envelope does not decode: %v", err), none
+		return early(invalid(pb.TxValidationCode_INVALID_OTHER_REASON, "", "envelope does not decode: %v", err))
 	}
 	payload := &cb.Payload{}
 	if err := proto.Unmarshal(env.Payload, payload); err != nil {
-		return invalid(pb.TxValidationCode_BAD_PAYLOAD, "", "payload does not decode: %v", err), none
+		return early(invalid(pb.TxValidationCode_BAD_PAYLOAD, "", "payload does not decode: %v", err))
 	}
 	ch, sh, err := commonHeader(payload.Header)
 	if err != nil {
-		return invalid(pb.TxValidationCode_BAD_COMMON_HEADER, ch.GetTxId(), "%v", err), none
+		return early(invalid(pb.TxValidationCode_BAD_COMMON_HEADER, ch.GetTxId(), "%v", err))
 	}
 	txID := ch.TxId
 	if ch.ChannelId != bundle.ChannelID() {
-		return invalid(pb.TxValidationCode_TARGET_CHAIN_NOT_FOUND, txID, "transaction for channel %q in a block of %q", ch.ChannelId, bundle.ChannelID()), none
+		return early(invalid(pb.TxValidationCode_TARGET_CHAIN_NOT_FOUND, txID, "transaction for channel %q in a block of %q", ch.ChannelId, bundle.ChannelID()))
 	}
 	if cb.HeaderType(ch.Type) == cb.HeaderType_CONFIG {
-		return invalid(pb.TxValidationCode_INVALID_CONFIG_TRANSACTION, txID, "config transaction outside a config block"), none
+		return early(invalid(pb.TxValidationCode_INVALID_CONFIG_TRANSACTION, txID, "config transaction outside a config block"))
 	}
 	creator, err := bundle.MSPs().Deserialize(sh.Creator)
 	if err != nil {
-		return invalid(pb.TxValidationCode_BAD_CREATOR_SIGNATURE, txID, "creator: %v", err), none
+		return early(invalid(pb.TxValidationCode_BAD_CREATOR_SIGNATURE, txID, "creator: %v", err))
 	}
 	if err := creator.Verify(env.Payload, env.Signature); err != nil {
-		return invalid(pb.TxValidationCode_BAD_CREATOR_SIGNATURE, txID, "creator %s signature: %v", creator, err), none
+		return early(invalid(pb.TxValidationCode_BAD_CREATOR_SIGNATURE, txID, "creator %s signature: %v", creator, err))
 	}
 	if cb.HeaderType(ch.Type) != cb.HeaderType_ENDORSER_TRANSACTION {
 		// CONFIG_UPDATE: the only other type the common header admits.
-		return invalid(pb.TxValidationCode_UNSUPPORTED_TX_PAYLOAD, txID, "header type %s cannot be committed", cb.HeaderType(ch.Type)), none
+		return early(invalid(pb.TxValidationCode_UNSUPPORTED_TX_PAYLOAD, txID, "header type %s cannot be committed", cb.HeaderType(ch.Type)))
 	}
 	if err := envelope.CheckTxID(txID, sh.Nonce, sh.Creator); err != nil {
-		return invalid(pb.TxValidationCode_BAD_PROPOSAL_TXID, txID, "%v", err), none
+		return early(invalid(pb.TxValidationCode_BAD_PROPOSAL_TXID, txID, "%v", err))
 	}
-	ap, err := endorserTransaction(payload)
+	ap, prp, err := endorserTransaction(payload)
 	if err != nil {
-		return invalid(pb.TxValidationCode_INVALID_ENDORSER_TRANSACTION, txID, "%v", err), none
+		return early(invalid(pb.TxValidationCode_INVALID_ENDORSER_TRANSACTION, txID, "%v", err))
 	}
-	// As Fabric, a tx ID already in the ledger is a duplicate before any
-	// endorsement is looked at.
-	if exists, err := ledger.TxIDExists(txID); err != nil {
-		return Result{TxID: txID, Code: pb.TxValidationCode_INVALID_OTHER_REASON, Error: fmt.Errorf("%w: look up tx ID %s: %v", errLedger, txID, err)}, none
-	} else if exists {
-		return invalid(pb.TxValidationCode_DUPLICATE_TXID, txID, "tx ID %s is already in the ledger", txID), none
-	}
-
 	// From here on, Fabric's plugin dispatcher.
 	ext := &pb.ChaincodeHeaderExtension{}
 	if err := proto.Unmarshal(ch.Extension, ext); err != nil {
-		return invalid(pb.TxValidationCode_BAD_HEADER_EXTENSION, txID, "chaincode header extension: %v", err), none
+		return late(invalid(pb.TxValidationCode_BAD_HEADER_EXTENSION, txID, "chaincode header extension: %v", err))
 	}
-	prp := &pb.ProposalResponsePayload{}
+	// The proposal response payload decoded in endorserTransaction.
 	action := &pb.ChaincodeAction{}
-	if err := proto.Unmarshal(ap.Action.ProposalResponsePayload, prp); err != nil {
-		return invalid(pb.TxValidationCode_BAD_RESPONSE_PAYLOAD, txID, "proposal response payload: %v", err), none
-	}
 	if err := proto.Unmarshal(prp.Extension, action); err != nil {
-		return invalid(pb.TxValidationCode_BAD_RESPONSE_PAYLOAD, txID, "chaincode action: %v", err), none
+		return late(invalid(pb.TxValidationCode_BAD_RESPONSE_PAYLOAD, txID, "chaincode action: %v", err))
 	}
 	// Not a Fabric check: Fabric endorsers refuse to endorse a status of 400
 	// or more, and Cairn will not commit one that a faulty endorser signed.
 	if st := action.GetResponse().GetStatus(); st < 200 || st >= 400 {
-		return invalid(pb.TxValidationCode_BAD_RESPONSE_PAYLOAD, txID, "chaincode response status %d", st), none
+		return late(invalid(pb.TxValidationCode_BAD_RESPONSE_PAYLOAD, txID, "chaincode response status %d", st))
 	}
 	rws := &rwset.TxReadWriteSet{}
 	if err := proto.Unmarshal(action.Results, rws); err != nil {
-		return invalid(pb.TxValidationCode_BAD_RWSET, txID, "read-write set: %v", err), none
+		return late(invalid(pb.TxValidationCode_BAD_RWSET, txID, "read-write set: %v", err))
 	}
 	kvs := make([]*kvrwset.KVRWSet, len(rws.NsRwset))
 	for j, ns := range rws.NsRwset {
 		kvs[j] = &kvrwset.KVRWSet{}
 		if err := proto.Unmarshal(ns.Rwset, kvs[j]); err != nil {
-			return invalid(pb.TxValidationCode_BAD_RWSET, txID, "namespace %s read-write set: %v", ns.Namespace, err), none
+			return late(invalid(pb.TxValidationCode_BAD_RWSET, txID, "namespace %s read-write set: %v", ns.Namespace, err))
 		}
 	}
 	if ext.ChaincodeId == nil || action.ChaincodeId == nil {
-		return invalid(pb.TxValidationCode_INVALID_OTHER_REASON, txID, "no chaincode ID in the header extension or the chaincode action"), none
+		return late(invalid(pb.TxValidationCode_INVALID_OTHER_REASON, txID, "no chaincode ID in the header extension or the chaincode action"))
 	}
 	cc := ext.ChaincodeId.Name
 	if cc == "" {
-		return invalid(pb.TxValidationCode_INVALID_CHAINCODE, txID, "empty chaincode name"), none
+		return late(invalid(pb.TxValidationCode_INVALID_CHAINCODE, txID, "empty chaincode name"))
 	}
 	if cc != action.ChaincodeId.Name {
-		return invalid(pb.TxValidationCode_INVALID_CHAINCODE, txID, "proposal invokes chaincode %q but the endorsed action is of %q", cc, action.ChaincodeId.Name), none
+		return late(invalid(pb.TxValidationCode_INVALID_CHAINCODE, txID, "proposal invokes chaincode %q but the endorsed action is of %q", cc, action.ChaincodeId.Name))
 	}
 	if len(action.Events) > 0 {
 		ev := &pb.ChaincodeEvent{}
 		if err := proto.Unmarshal(action.Events, ev); err != nil {
-			return invalid(pb.TxValidationCode_INVALID_OTHER_REASON, txID, "chaincode event: %v", err), none
+			return late(invalid(pb.TxValidationCode_INVALID_OTHER_REASON, txID, "chaincode event: %v", err))
 		}
 		if ev.ChaincodeId != cc {
-			return invalid(pb.TxValidationCode_INVALID_OTHER_REASON, txID, "chaincode event of %q in a transaction of %q", ev.ChaincodeId, cc), none
+			return late(invalid(pb.TxValidationCode_INVALID_OTHER_REASON, txID, "chaincode event of %q in a transaction of %q", ev.ChaincodeId, cc))
 		}
 	}
 
 	// The invoked chaincode is always validated, even without writes (Fabric's
 	// FAB-9473); every other namespace is validated if the transaction writes
 	// values or metadata to it.
-	type nsWrites struct {
-		ns string
-		kv *kvrwset.KVRWSet
-	}
 	validate := []nsWrites{{ns: cc}}
 	seen := make(map[string]bool, len(rws.NsRwset))
 	for j, ns := range rws.NsRwset {
 		if seen[ns.Namespace] {
-			return invalid(pb.TxValidationCode_ILLEGAL_WRITESET, txID, "namespace %s appears twice in the read-write set", ns.Namespace), none
+			return late(invalid(pb.TxValidationCode_ILLEGAL_WRITESET, txID, "namespace %s appears twice in the read-write set", ns.Namespace))
 		}
 		seen[ns.Namespace] = true
 		switch {
@@ -367,7 +501,7 @@ func (v *Validator) checkTx(b *cb.Block, i int, bundle *channelconfig.Bundle, le
 
 	endorsements := ap.Action.Endorsements
 	if len(endorsements) == 0 {
-		return invalid(pb.TxValidationCode_ENDORSEMENT_POLICY_FAILURE, txID, "transaction carries no endorsements"), none
+		return late(invalid(pb.TxValidationCode_ENDORSEMENT_POLICY_FAILURE, txID, "transaction carries no endorsements"))
 	}
 	signed := make([]policy.SignedData, 0, len(endorsements))
 	prpBytes := ap.Action.ProposalResponsePayload
@@ -376,13 +510,29 @@ func (v *Validator) checkTx(b *cb.Block, i int, bundle *channelconfig.Bundle, le
 		data = append(append(data, prpBytes...), e.Endorser...)
 		signed = append(signed, policy.SignedData{Data: data, Identity: e.Endorser, Signature: e.Signature})
 	}
+	tx := preparedTx{
+		stage:  endorsed,
+		res:    Result{TxID: txID, RWSet: &RWSet{Set: rws, Namespaces: kvs}},
+		checks: validate,
+		signed: signed,
+	}
+	rec := &recorder{state: state, policies: policies}
+	res, keys := v.endorse(&tx, bundle, rec, rec)
+	res.RWSet = tx.res.RWSet
+	tx.res, tx.keys, tx.inputs = res, keys, rec.inputs
+	return tx
+}
+
+// endorse evaluates the endorsement policies of a prepared transaction
+// against state.
+func (v *Validator) endorse(tx *preparedTx, bundle *channelconfig.Bundle, state State, policies Policies) (Result, txKeys) {
 	var keys txKeys
-	for _, w := range validate {
-		if r := v.checkNamespace(txID, w.ns, w.kv, signed, bundle, ledger, policies, &keys); r != nil {
-			return *r, none
+	for _, w := range tx.checks {
+		if r := v.checkNamespace(tx.res.TxID, w.ns, w.kv, tx.signed, bundle, state, policies, &keys); r != nil {
+			return *r, txKeys{}
 		}
 	}
-	return Result{Code: pb.TxValidationCode_VALID, TxID: txID}, keys
+	return Result{Code: pb.TxValidationCode_VALID, TxID: tx.res.TxID}, keys
 }
 
 // commonHeader is Fabric's validateCommonHeader: the header decodes, its type
@@ -418,42 +568,43 @@ func commonHeader(h *cb.Header) (*cb.ChannelHeader, *cb.SignatureHeader, error) 
 // endorserTransaction is Fabric's validateEndorserTransaction: one action
 // whose signature header has a creator and a nonce, and whose endorsed
 // proposal response is bound to this transaction's header and proposal
-// payload by the proposal hash.
-func endorserTransaction(payload *cb.Payload) (*pb.ChaincodeActionPayload, error) {
+// payload by the proposal hash. It returns the endorsed action and its
+// decoded proposal response payload.
+func endorserTransaction(payload *cb.Payload) (*pb.ChaincodeActionPayload, *pb.ProposalResponsePayload, error) {
 	tx := &pb.Transaction{}
 	if err := proto.Unmarshal(payload.Data, tx); err != nil {
-		return nil, fmt.Errorf("transaction: %w", err)
+		return nil, nil, fmt.Errorf("transaction: %w", err)
 	}
 	if len(tx.Actions) != 1 {
-		return nil, fmt.Errorf("transaction has %d actions, want 1", len(tx.Actions))
+		return nil, nil, fmt.Errorf("transaction has %d actions, want 1", len(tx.Actions))
 	}
 	act := tx.Actions[0]
 	sh := &cb.SignatureHeader{}
 	if err := proto.Unmarshal(act.GetHeader(), sh); err != nil {
-		return nil, fmt.Errorf("action signature header: %w", err)
+		return nil, nil, fmt.Errorf("action signature header: %w", err)
 	}
 	if len(sh.Creator) == 0 || len(sh.Nonce) == 0 {
-		return nil, errors.New("action signature header missing creator or nonce")
+		return nil, nil, errors.New("action signature header missing creator or nonce")
 	}
 	ap := &pb.ChaincodeActionPayload{}
 	if err := proto.Unmarshal(act.GetPayload(), ap); err != nil {
-		return nil, fmt.Errorf("chaincode action payload: %w", err)
+		return nil, nil, fmt.Errorf("chaincode action payload: %w", err)
 	}
 	if ap.Action == nil {
-		return nil, errors.New("chaincode action payload has no endorsed action")
+		return nil, nil, errors.New("chaincode action payload has no endorsed action")
 	}
 	prp := &pb.ProposalResponsePayload{}
 	if err := proto.Unmarshal(ap.Action.ProposalResponsePayload, prp); err != nil {
-		return nil, fmt.Errorf("proposal response payload: %w", err)
+		return nil, nil, fmt.Errorf("proposal response payload: %w", err)
 	}
 	h := sha256.New()
 	h.Write(payload.Header.ChannelHeader)
 	h.Write(act.Header)
 	h.Write(ap.ChaincodeProposalPayload)
 	if !bytes.Equal(h.Sum(nil), prp.ProposalHash) {
-		return nil, errors.New("proposal hash does not match the transaction: the endorsements are for another proposal")
+		return nil, nil, errors.New("proposal hash does not match the transaction: the endorsements are for another proposal")
 	}
-	return ap, nil
+	return ap, prp, nil
 }
 
 // checkNamespace is Fabric's key-level endorsement evaluator
@@ -462,7 +613,7 @@ func endorserTransaction(payload *cb.Payload) (*pb.ChaincodeActionPayload, error
 // if it has one, and the chaincode's policy otherwise; the chaincode policy is
 // evaluated at most once, and also when no key was evaluated at all. The
 // written keys are added to keys. A nil result means the namespace passes.
-func (v *Validator) checkNamespace(txID, ns string, kv *kvrwset.KVRWSet, signed []policy.SignedData, bundle *channelconfig.Bundle, ledger Ledger, policies Policies, keys *txKeys) *Result {
+func (v *Validator) checkNamespace(txID, ns string, kv *kvrwset.KVRWSet, signed []policy.SignedData, bundle *channelconfig.Bundle, state State, policies Policies, keys *txKeys) *Result {
 	fail := func(code pb.TxValidationCode, format string, args ...any) *Result {
 		r := invalid(code, txID, format, args...)
 		return &r
@@ -499,7 +650,7 @@ func (v *Validator) checkNamespace(txID, ns string, kv *kvrwset.KVRWSet, signed 
 
 	var keyLevel map[string]error // outcome per distinct validation parameter
 	check := func(key string) *Result {
-		md, err := ledger.GetStateMetadata(ns, key)
+		md, err := state.GetStateMetadata(ns, key)
 		if err != nil {
 			r := Result{TxID: txID, Code: pb.TxValidationCode_INVALID_OTHER_REASON, Error: fmt.Errorf("%w: metadata of %s/%q: %v", errLedger, ns, key, err)}
 			return &r

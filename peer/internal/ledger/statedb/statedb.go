@@ -20,6 +20,7 @@ import (
 	"os"
 
 	"github.com/syndtr/goleveldb/leveldb"
+	"github.com/syndtr/goleveldb/leveldb/filter"
 	"github.com/syndtr/goleveldb/leveldb/iterator"
 	"github.com/syndtr/goleveldb/leveldb/opt"
 	"github.com/syndtr/goleveldb/leveldb/util"
@@ -116,7 +117,11 @@ func Open(cfg Config) (*DB, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("statedb: create %s: %w", cfg.Dir, err)
 	}
-	ldb, err := leveldb.OpenFile(cfg.Dir, nil)
+	// A bloom filter per table: validation and commit read many keys that do
+	// not exist yet (every fresh key's metadata and latest value), which the
+	// filter answers without reading table blocks. Tables written without
+	// one remain readable.
+	ldb, err := leveldb.OpenFile(cfg.Dir, &opt.Options{Filter: filter.NewBloomFilter(10)})
 	if err != nil {
 		return nil, fmt.Errorf("statedb: open %s: %w", cfg.Dir, err)
 	}

@@ -1,0 +1,131 @@
+package channel
+
+import (
+	"context"
+	"testing"
+
+	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
+	pb "github.com/hyperledger/fabric-protos-go-apiv2/peer"
+	lb "github.com/hyperledger/fabric-protos-go-apiv2/peer/lifecycle"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-ledger/cairn/internal/block"
+	"github.com/cairn-ledger/cairn/internal/envelope"
+	"github.com/cairn-ledger/cairn/internal/policy"
+	"github.com/cairn-ledger/cairn/peer/internal/ledger"
+	"github.com/cairn-ledger/cairn/peer/internal/lifecycle"
+)
+
+// TestPipelineSeesPolicyChangesOfEarlierBlocks commits, in one pipelined
+// run, a block redefining basic with a stricter policy and blocks whose
+// transactions satisfy the old policies but not the new ones: block N+1 is
+// prepared while block N is still queued or committing, so only Finish's
+// re-reading of the policies and key metadata can catch them.
+func TestPipelineSeesPolicyChangesOfEarlierBlocks(t *testing.T) {
+	e := newCommitEnv(t)
+	strict, err := policy.ParseDSL("AND('Org1MSP.peer','Org2MSP.peer')")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vp := marshal(t, &pb.ApplicationPolicy{Type: &pb.ApplicationPolicy_SignaturePolicy{SignaturePolicy: strict}})
+	invoke := func(mspID, fn string, args proto.Message) func(*testing.T, *ledger.TxSimulator) {
+		return func(t *testing.T, sim *ledger.TxSimulator) {
+			scc, err := lifecycle.New(lifecycle.Config{PackageDir: t.TempDir(), MSPID: mspID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp := scc.Invoke(context.Background(), lifecycle.Invocation{
+				ChannelID: e.c.ID(), Args: [][]byte{[]byte(fn), marshal(t, args)}, State: sim,
+				CreatorMSPID: mspID, CreatorIsAdmin: true, OrgMSPIDs: []string{"Org1MSP", "Org2MSP"},
+			})
+			if resp.Status != 200 {
+				t.Fatalf("%s for %s: status %d: %s", fn, mspID, resp.Status, resp.Message)
+			}
+		}
+	}
+	approve := &lb.ApproveChaincodeDefinitionForMyOrgArgs{
+		Name: basic, Version: "2.0", Sequence: 2, ValidationParameter: vp,
+		Source: &lb.ChaincodeSource{Type: &lb.ChaincodeSource_Unavailable_{Unavailable: &lb.ChaincodeSource_Unavailable{}}},
+	}
+	a1, _ := e.tx(t, txSpec{cc: lifecycle.Namespace, simulate: invoke("Org1MSP", lifecycle.ApproveChaincodeDefinitionForMyOrgFuncName, approve), endorsers: []envelope.Signer{e.peer1}})
+	a2, _ := e.tx(t, txSpec{cc: lifecycle.Namespace, simulate: invoke("Org2MSP", lifecycle.ApproveChaincodeDefinitionForMyOrgFuncName, approve), endorsers: []envelope.Signer{e.peer2}})
+	e.mustCommit(t, [][]byte{a1, a2}, pb.TxValidationCode_VALID, pb.TxValidationCode_VALID)
+
+	both := []envelope.Signer{e.peer1, e.peer2}
+	redefine, _ := e.tx(t, txSpec{cc: lifecycle.Namespace, endorsers: both, simulate: invoke("Org1MSP", lifecycle.CommitChaincodeDefinitionFuncName,
+		&lb.CommitChaincodeDefinitionArgs{Name: basic, Version: "2.0", Sequence: 2, ValidationParameter: vp})})
+	// Block N+1: one Org1 endorsement met OR(...) but not the new AND(...);
+	// the second transaction sets a key-level policy no peer satisfies.
+	weak, _ := e.tx(t, txSpec{simulate: put("k1", "v")})
+	lock, _ := e.tx(t, txSpec{endorsers: both, simulate: setKeyPolicy("k2", "OR('Org1MSP.admin')", "v")})
+	// Block N+2: met the chaincode policy in force before block N+1.
+	locked, _ := e.tx(t, txSpec{endorsers: both, simulate: put("k2", "w")})
+
+	l := e.c.Ledger()
+	prev, err := l.Block(l.Height() - 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []*cb.Block
+	for _, data := range [][][]byte{{redefine}, {weak, lock}, {locked}} {
+		b := block.New(prev.Header.Number+1, block.HeaderHash(prev.Header), data)
+		blocks = append(blocks, b)
+		prev = b
+	}
+	first := blocks[0].Header.Number
+	if err := e.c.CommitBlocks(context.Background(), blocks); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]pb.TxValidationCode{
+		{pb.TxValidationCode_VALID},
+		{pb.TxValidationCode_ENDORSEMENT_POLICY_FAILURE, pb.TxValidationCode_VALID},
+		{pb.TxValidationCode_ENDORSEMENT_POLICY_FAILURE},
+	}
+	for i, w := range want {
+		b, err := l.Block(first + uint64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, code := range block.TxFilter(b) {
+			if pb.TxValidationCode(code) != w[j] {
+				t.Errorf("block %d tx %d: %s, want %s", first+uint64(i), j, pb.TxValidationCode(code), w[j])
+			}
+		}
+	}
+}
+
+// TestPipelineConfigBlockIsABarrier commits a config block and an endorser
+// block in one pipelined run: the config block must be committed, and its
+// bundle installed, before the next block is prepared with it.
+func TestPipelineConfigBlockIsABarrier(t *testing.T) {
+	e := newCommitEnv(t)
+	l := e.c.Ledger()
+	genesis, err := l.Block(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev, err := l.Block(l.Height() - 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := e.c.Bundle()
+	cfg := block.New(prev.Header.Number+1, block.HeaderHash(prev.Header), genesis.Data.Data)
+	tx, _ := e.tx(t, txSpec{simulate: put("k", "v")})
+	next := block.New(cfg.Header.Number+1, block.HeaderHash(cfg.Header), [][]byte{tx})
+	if err := e.c.CommitBlocks(context.Background(), []*cb.Block{cfg, next}); err != nil {
+		t.Fatal(err)
+	}
+	if e.c.Bundle() == before {
+		t.Error("the config block's bundle was not installed")
+	}
+	if h := l.Height(); h != next.Header.Number+1 {
+		t.Fatalf("height %d, want %d", h, next.Header.Number+1)
+	}
+	stored, err := l.Block(next.Header.Number)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := pb.TxValidationCode(block.TxFilter(stored)[0]); code != pb.TxValidationCode_VALID {
+		t.Errorf("transaction after the config block: %s", code)
+	}
+}
