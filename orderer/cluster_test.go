@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-ledger/cairn/internal/block"
 	"github.com/cairn-ledger/cairn/internal/channelconfig"
 	"github.com/cairn-ledger/cairn/internal/comm"
 	"github.com/cairn-ledger/cairn/internal/crypto"
@@ -199,6 +200,9 @@ func values(t *testing.T, blocks []*cb.Block) []string {
 	t.Helper()
 	var out []string
 	for _, b := range blocks[1:] {
+		if block.IsConfig(b) {
+			continue
+		}
 		for _, d := range b.Data.Data {
 			env, p, cv := &cb.Envelope{}, &cb.Payload{}, &cb.ConfigValue{}
 			if proto.Unmarshal(d, env) != nil || proto.Unmarshal(env.Payload, p) != nil || proto.Unmarshal(p.Data, cv) != nil {

@@ -2,6 +2,7 @@ package broadcast
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -30,6 +31,12 @@ func (c *realChannel) AbsoluteMaxBytes() uint32 { return 10 << 20 }
 func (c *realChannel) Order(context.Context, []byte) error {
 	c.ordered.Add(1)
 	return nil
+}
+func (c *realChannel) ProposeConfig(*cb.Envelope) (*cb.Envelope, uint64, error) {
+	return nil, 0, errors.New("no config updates in benchmarks")
+}
+func (c *realChannel) Configure(context.Context, []byte, uint64) error {
+	return errors.New("no config updates in benchmarks")
 }
 
 // signedEnvelopes returns n envelopes with 1 KiB of data, signed by a member

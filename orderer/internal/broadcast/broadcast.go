@@ -3,6 +3,13 @@
 // envelopes to the channel's consenter, answering every envelope with a Fabric
 // status as Fabric 2.5's broadcast handler does. Rejections never end the stream.
 //
+// A CONFIG_UPDATE goes through the same size and /Channel/Writers checks, is
+// then authorised and applied to the channel's configuration
+// (Channel.ProposeConfig, Fabric's StandardChannel.ProcessConfigUpdateMsg),
+// and the resulting CONFIG envelope, signed by the orderer, is checked for
+// size again and handed to the consenter with Configure. Authorisation
+// failures answer FORBIDDEN, other refusals BAD_REQUEST.
+//
 // Each stream is a pipeline: the goroutine that calls Handle receives
 // envelopes, each envelope is checked (signature verification included) on a
 // goroutine of its own, so one stream uses every core, and a responder
@@ -44,6 +51,15 @@ type Channel interface {
 	AbsoluteMaxBytes() uint32
 	// Order hands an accepted envelope to the consenter.
 	Order(ctx context.Context, env []byte) error
+	// ProposeConfig authorises a CONFIG_UPDATE against the configuration in
+	// force and returns the CONFIG envelope it produces (signed by the
+	// orderer) and the config sequence it was validated at. Errors matching
+	// policy.ErrNotSatisfied are authorisation failures. It is called from
+	// many goroutines at once.
+	ProposeConfig(update *cb.Envelope) (config *cb.Envelope, seq uint64, err error)
+	// Configure hands a CONFIG envelope validated at config sequence seq to
+	// the consenter.
+	Configure(ctx context.Context, config []byte, seq uint64) error
 }
 
 // Channels looks channels up by ID.
@@ -101,6 +117,8 @@ type checked struct {
 	ch        Channel
 	raw       []byte
 	reject    *ab.BroadcastResponse
+	config    bool // raw is a CONFIG envelope validated at config sequence seq
+	seq       uint64
 }
 
 // Handle serves one stream until the client closes it or it breaks. Every
@@ -172,7 +190,11 @@ func (h *Handler) finish(ctx context.Context, c checked) *ab.BroadcastResponse {
 	resp := c.reject
 	if resp == nil {
 		resp = &ab.BroadcastResponse{Status: cb.Status_SUCCESS}
-		if err := c.ch.Order(ctx, c.raw); err != nil {
+		if c.config {
+			if err := c.ch.Configure(ctx, c.raw, c.seq); err != nil {
+				resp = reject(cb.Status_SERVICE_UNAVAILABLE, "cannot order config update on channel %s: %v", c.channelID, err)
+			}
+		} else if err := c.ch.Order(ctx, c.raw); err != nil {
 			resp = reject(cb.Status_SERVICE_UNAVAILABLE, "cannot order on channel %s: %v", c.channelID, err)
 		}
 	}
@@ -193,59 +215,89 @@ func reject(status cb.Status, format string, args ...any) *ab.BroadcastResponse 
 // channel, type, size and the Writers policy (signature verification). It is
 // safe to run for many envelopes at once.
 func (h *Handler) check(env *cb.Envelope) checked {
-	id, ch, raw, resp := h.validate(env)
+	id, ch, raw, resp, typ := h.validate(env)
+	if resp == nil && typ == cb.HeaderType_CONFIG_UPDATE {
+		return h.configUpdate(id, ch, env)
+	}
 	return checked{channelID: id, ch: ch, raw: raw, reject: resp}
 }
 
-func (h *Handler) validate(env *cb.Envelope) (string, Channel, []byte, *ab.BroadcastResponse) {
+// configUpdate turns a CONFIG_UPDATE that passed validate into the CONFIG
+// envelope to order, as Fabric's ProcessConfigUpdateMsg: the update is
+// authorised and applied, and the signed result checked for size again.
+func (h *Handler) configUpdate(id string, ch Channel, env *cb.Envelope) checked {
+	fail := func(r *ab.BroadcastResponse) checked { return checked{channelID: id, reject: r} }
+	config, seq, err := ch.ProposeConfig(env)
+	if errors.Is(err, policy.ErrNotSatisfied) {
+		return fail(reject(cb.Status_FORBIDDEN, "%v", err))
+	}
+	if err != nil {
+		return fail(reject(cb.Status_BAD_REQUEST, "%v", err))
+	}
+	if size := len(config.Payload) + len(config.Signature); uint64(size) > uint64(ch.AbsoluteMaxBytes()) {
+		return fail(reject(cb.Status_BAD_REQUEST, "config update for channel %s refused: the config transaction is %d bytes and exceeds the maximum %d bytes", id, size, ch.AbsoluteMaxBytes()))
+	}
+	raw, err := proto.Marshal(config)
+	if err != nil {
+		return fail(reject(cb.Status_BAD_REQUEST, "cannot encode config envelope: %v", err))
+	}
+	return checked{channelID: id, ch: ch, raw: raw, config: true, seq: seq}
+}
+
+// validate checks an envelope's structure, channel, type, size and Writers
+// signature; it also returns the envelope's header type. A CONFIG_UPDATE that
+// passes is returned without its re-encoding: configUpdate goes on with it.
+func (h *Handler) validate(env *cb.Envelope) (string, Channel, []byte, *ab.BroadcastResponse, cb.HeaderType) {
 	if env == nil || len(env.Payload) == 0 {
-		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "message was empty")
+		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "message was empty"), 0
 	}
 	payload := &cb.Payload{}
 	if err := proto.Unmarshal(env.Payload, payload); err != nil {
-		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: bad payload: %v", err)
+		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: bad payload: %v", err), 0
 	}
 	if payload.Header == nil {
-		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: payload header is missing")
+		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: payload header is missing"), 0
 	}
 	chdr := &cb.ChannelHeader{}
 	if err := proto.Unmarshal(payload.Header.ChannelHeader, chdr); err != nil {
-		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: bad channel header: %v", err)
+		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: bad channel header: %v", err), 0
 	}
 	if chdr.ChannelId == "" {
-		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: channel header has no channel ID")
+		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: channel header has no channel ID"), 0
 	}
 	ch, ok := h.channels.Channel(chdr.ChannelId)
 	if !ok {
-		return "", nil, nil, reject(cb.Status_NOT_FOUND, "channel %s does not exist", chdr.ChannelId)
+		return "", nil, nil, reject(cb.Status_NOT_FOUND, "channel %s does not exist", chdr.ChannelId), 0
 	}
 	id := chdr.ChannelId
 	switch cb.HeaderType(chdr.Type) {
-	case cb.HeaderType_CONFIG_UPDATE:
-		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "config updates are not supported yet")
 	case cb.HeaderType_CONFIG, cb.HeaderType_ORDERER_TRANSACTION:
-		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "message of type %s cannot be broadcast; submit a CONFIG_UPDATE", cb.HeaderType(chdr.Type))
+		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "message of type %s cannot be broadcast; submit a CONFIG_UPDATE", cb.HeaderType(chdr.Type)), 0
 	}
 
 	if size := len(env.Payload) + len(env.Signature); uint64(size) > uint64(ch.AbsoluteMaxBytes()) {
-		return id, nil, nil, reject(cb.Status_REQUEST_ENTITY_TOO_LARGE, "message payload is %d bytes and exceeds maximum allowed %d bytes", size, ch.AbsoluteMaxBytes())
+		return id, nil, nil, reject(cb.Status_REQUEST_ENTITY_TOO_LARGE, "message payload is %d bytes and exceeds maximum allowed %d bytes", size, ch.AbsoluteMaxBytes()), 0
 	}
 
 	shdr := &cb.SignatureHeader{}
 	if err := proto.Unmarshal(payload.Header.SignatureHeader, shdr); err != nil {
-		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "bad signature header: %v", err)
+		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "bad signature header: %v", err), 0
 	}
 	if len(shdr.Creator) == 0 {
-		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "signature header has no creator")
+		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "signature header has no creator"), 0
 	}
 	signed := []policy.SignedData{{Data: env.Payload, Identity: shdr.Creator, Signature: env.Signature}}
 	if err := ch.Evaluate(WritersPolicy, signed); err != nil {
-		return id, nil, nil, reject(cb.Status_FORBIDDEN, "access denied: %s", policy.Explain(WritersPolicy, err))
+		return id, nil, nil, reject(cb.Status_FORBIDDEN, "access denied: %s", policy.Explain(WritersPolicy, err)), 0
 	}
 
+	typ := cb.HeaderType(chdr.Type)
+	if typ == cb.HeaderType_CONFIG_UPDATE {
+		return id, ch, nil, nil, typ
+	}
 	raw, err := proto.Marshal(env)
 	if err != nil {
-		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "cannot re-encode envelope: %v", err)
+		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "cannot re-encode envelope: %v", err), 0
 	}
-	return id, ch, raw, nil
+	return id, ch, raw, nil, typ
 }

@@ -3,6 +3,7 @@ package broadcast
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -12,9 +13,32 @@ import (
 )
 
 type fakeChannel struct {
-	ordered  [][]byte
-	evalErr  error
-	orderErr error
+	ordered    [][]byte
+	configured []uint64 // config sequences of configured envelopes
+	evalErr    error
+	orderErr   error
+	proposeErr error
+	bigConfig  bool // ProposeConfig returns an envelope over AbsoluteMaxBytes
+}
+
+func (f *fakeChannel) ProposeConfig(update *cb.Envelope) (*cb.Envelope, uint64, error) {
+	if f.proposeErr != nil {
+		return nil, 0, f.proposeErr
+	}
+	cfg := envelope("ch", cb.HeaderType_CONFIG, "orderer", update.Payload)
+	if f.bigConfig {
+		cfg.Payload = make([]byte, 300)
+	}
+	return cfg, 7, nil
+}
+
+func (f *fakeChannel) Configure(_ context.Context, env []byte, seq uint64) error {
+	if f.orderErr != nil {
+		return f.orderErr
+	}
+	f.ordered = append(f.ordered, env)
+	f.configured = append(f.configured, seq)
+	return nil
 }
 
 func (f *fakeChannel) Evaluate(path string, signed []policy.SignedData) error {
@@ -70,7 +94,12 @@ func TestProcessStatuses(t *testing.T) {
 		{"bad channel header", &cb.Envelope{Payload: mustMarshal(&cb.Payload{Header: &cb.Header{ChannelHeader: []byte{0xff}}})}, &fakeChannel{}, cb.Status_BAD_REQUEST, "bad channel header"},
 		{"no channel id", envelope("", cb.HeaderType_ENDORSER_TRANSACTION, "alice", nil), &fakeChannel{}, cb.Status_BAD_REQUEST, "no channel ID"},
 		{"unknown channel", envelope("other", cb.HeaderType_ENDORSER_TRANSACTION, "alice", nil), &fakeChannel{}, cb.Status_NOT_FOUND, "channel other does not exist"},
-		{"config update", envelope("ch", cb.HeaderType_CONFIG_UPDATE, "alice", nil), &fakeChannel{}, cb.Status_BAD_REQUEST, "config updates are not supported yet"},
+		{"config update", envelope("ch", cb.HeaderType_CONFIG_UPDATE, "alice", nil), &fakeChannel{}, cb.Status_SUCCESS, ""},
+		{"config update unauthorised", envelope("ch", cb.HeaderType_CONFIG_UPDATE, "alice", nil), &fakeChannel{proposeErr: fmt.Errorf("mod_policy /Channel/Orderer/Admins: %w", policy.ErrNotSatisfied)}, cb.Status_FORBIDDEN, "/Channel/Orderer/Admins"},
+		{"config update invalid", envelope("ch", cb.HeaderType_CONFIG_UPDATE, "alice", nil), &fakeChannel{proposeErr: errors.New("version mismatch")}, cb.Status_BAD_REQUEST, "version mismatch"},
+		{"config update result too large", envelope("ch", cb.HeaderType_CONFIG_UPDATE, "alice", nil), &fakeChannel{bigConfig: true}, cb.Status_BAD_REQUEST, "exceeds the maximum 200 bytes"},
+		{"config update not signed by a writer", envelope("ch", cb.HeaderType_CONFIG_UPDATE, "alice", nil), &fakeChannel{evalErr: errors.New("no writer")}, cb.Status_FORBIDDEN, "/Channel/Writers not satisfied"},
+		{"config update no leader", envelope("ch", cb.HeaderType_CONFIG_UPDATE, "alice", nil), &fakeChannel{orderErr: errors.New("no raft leader")}, cb.Status_SERVICE_UNAVAILABLE, "no raft leader"},
 		{"config", envelope("ch", cb.HeaderType_CONFIG, "alice", nil), &fakeChannel{}, cb.Status_BAD_REQUEST, "cannot be broadcast"},
 		{"too large", envelope("ch", cb.HeaderType_ENDORSER_TRANSACTION, "alice", make([]byte, 300)), &fakeChannel{}, cb.Status_REQUEST_ENTITY_TOO_LARGE, "exceeds maximum allowed 200 bytes"},
 		{"no creator", envelope("ch", cb.HeaderType_ENDORSER_TRANSACTION, "", nil), &fakeChannel{}, cb.Status_BAD_REQUEST, "no creator"},
@@ -86,6 +115,9 @@ func TestProcessStatuses(t *testing.T) {
 			}
 			if (tt.status == cb.Status_SUCCESS) != (len(tt.ch.ordered) == 1) {
 				t.Fatalf("ordered %d envelopes", len(tt.ch.ordered))
+			}
+			if len(tt.ch.configured) == 1 && tt.ch.configured[0] != 7 {
+				t.Fatalf("configured at sequence %d, want the one ProposeConfig validated at (7)", tt.ch.configured[0])
 			}
 		})
 	}

@@ -9,6 +9,16 @@
 // that sees a follower reject entries below what it had acknowledged (its data
 // was wiped) compacts its log so that raft sends that follower a snapshot.
 //
+// Config updates (config.go): the leader orders a CONFIG envelope alone in its
+// own block, after cutting the pending batch, re-validating it first if the
+// configuration moved since it was validated, and takes no envelope until the
+// block is applied. The block's raft metadata carries the new consenter IDs
+// (Fabric's ComputeMembershipChanges); once applied, every node puts the new
+// configuration in force and the leader proposes the raft AddNode/RemoveNode
+// it implies. A leader that an update removes hands leadership over first; a
+// node removed leaves once raft applies its removal, and Run returns
+// ErrEvicted.
+//
 // Concurrency: all raft state, the block cutter and the batch timer belong to the
 // goroutine running Run. Run also owns a writer goroutine that appends
 // committed blocks to the block store, so a disk sync of a block does not
@@ -31,6 +41,7 @@ import (
 	"time"
 
 	"github.com/cairn-ledger/cairn/internal/block"
+	"github.com/cairn-ledger/cairn/internal/channelconfig"
 	"github.com/cairn-ledger/cairn/orderer/internal/blocksign"
 	"github.com/cairn-ledger/cairn/orderer/internal/cutter"
 	"github.com/cairn-ledger/cairn/orderer/internal/raftstore"
@@ -129,6 +140,14 @@ type Config struct {
 	Batch                cutter.Config
 	BatchTimeout         time.Duration
 
+	// Members are the consenters' endpoints and certificates by raft ID (the
+	// transport's members); config blocks that change them are compared with
+	// them. Nil: unknown, and a config update changing consenters is refused.
+	Members map[uint64]channelconfig.Consenter
+	// Support is the channel configuration; nil: config envelopes are refused
+	// and config blocks change only the batch parameters.
+	Support ConfigSupport
+
 	// Join: the raft store is fresh but the group already runs (the channel was
 	// joined with a config block other than the genesis block): start without
 	// bootstrapping and wait for the leader's snapshot or entries.
@@ -205,9 +224,11 @@ type blockWrite struct {
 const writeQueue = 16
 
 type submitReq struct {
-	env  []byte
-	size uint32 // envelopeSize(env), computed by the caller of Order
-	resp chan error
+	env    []byte
+	size   uint32 // envelopeSize(env), computed by the caller of Order
+	config bool   // a CONFIG envelope, validated at config sequence seq
+	seq    uint64
+	resp   chan error
 }
 
 // Chain is one channel's raft consenter.
@@ -224,6 +245,8 @@ type Chain struct {
 	status  Status
 	reports []report      // guarded by mu; drained by Run
 	reportC chan struct{} // capacity 1: reports are pending
+	// leaderC is closed (and replaced) when status.Leader changes; guarded by mu.
+	leaderC chan struct{}
 
 	// Owned by Run.
 	rn          *raft.RawNode
@@ -252,6 +275,17 @@ type Chain struct {
 	term      uint64 // last term reported to TermMetrics
 	ticks     uint64
 	snapSent  map[uint64]uint64 // follower -> tick a snapshot was sent at
+
+	// Configuration changes (config.go).
+	members        map[uint64]channelconfig.Consenter
+	configInflight bool           // a config block or its raft change is not applied yet
+	confChange     *pb.ConfChange // raft change of an applied config block, not applied yet
+	confChangeAt   uint64         // tick it was last proposed at
+	proposeCC      bool           // propose confChange after the current Ready
+	evicting       bool           // a committed config block removed this node
+	evictedAt      uint64
+	abdicating     bool // transferring leadership before a config update removing this node
+	abdicatedAt    uint64
 }
 
 // New checks cfg and returns a chain that starts when Run is called.
@@ -275,7 +309,9 @@ func New(cfg Config) (*Chain, error) {
 		cut:    cutter.New(cfg.Batch),
 
 		reportC:  make(chan struct{}, 1),
+		leaderC:  make(chan struct{}),
 		snapSent: map[uint64]uint64{},
+		members:  cloneMembers(cfg.Members),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -358,28 +394,50 @@ func (c *Chain) Step(ctx context.Context, m *pb.Message) error {
 // it leads, otherwise forwarded to the leader. It returns once the envelope is
 // accepted for ordering, not once it is in a block.
 func (c *Chain) Order(ctx context.Context, env []byte) error {
-	var size uint32
+	return c.submitEnvelope(ctx, submitReq{env: env})
+}
+
+// Configure hands a CONFIG envelope, validated against config sequence seq,
+// to the consenter: the leader re-validates it if the configuration moved
+// since, then orders it alone in a block. Followers forward it to the leader.
+func (c *Chain) Configure(ctx context.Context, env []byte, seq uint64) error {
+	return c.submitEnvelope(ctx, submitReq{env: env, config: true, seq: seq})
+}
+
+// Submit hands an envelope forwarded by another consenter to the chain: a
+// CONFIG envelope is configured (and re-validated, its validation sequence
+// being unknown), anything else ordered.
+func (c *Chain) Submit(ctx context.Context, env []byte) error {
+	if IsConfigEnvelope(env) {
+		return c.Configure(ctx, env, UnknownSequence)
+	}
+	return c.Order(ctx, env)
+}
+
+func (c *Chain) submitEnvelope(ctx context.Context, req submitReq) error {
 	for attempt := 0; attempt < 3; attempt++ {
 		select {
 		case <-c.doneC:
 			return ErrStopped
 		default:
 		}
-		st := c.Status()
+		c.mu.Lock()
+		st, leaderC := c.status, c.leaderC
+		c.mu.Unlock()
 		switch st.Leader {
 		case raft.None:
 			return ErrNoLeader
 		case c.cfg.SelfID:
 		default:
-			if err := c.cfg.Transport.Forward(ctx, st.Leader, env); err != nil {
+			if err := c.cfg.Transport.Forward(ctx, st.Leader, req.env); err != nil {
 				return fmt.Errorf("forward to leader %d: %w", st.Leader, err)
 			}
 			return nil
 		}
-		if size == 0 {
-			size = envelopeSize(env) // here, not on the chain's goroutine
+		if req.size == 0 && !req.config {
+			req.size = envelopeSize(req.env) // here, not on the chain's goroutine
 		}
-		req := submitReq{env: env, size: size, resp: make(chan error, 1)}
+		req.resp = make(chan error, 1)
 		select {
 		case c.submit <- req:
 		case <-ctx.Done():
@@ -389,8 +447,20 @@ func (c *Chain) Order(ctx context.Context, env []byte) error {
 		}
 		select {
 		case err := <-req.resp:
-			if errors.Is(err, errNotLeader) {
+			switch {
+			case errors.Is(err, errNotLeader):
 				continue // leadership moved between Status and submit
+			case errors.Is(err, errAbdicating):
+				// Wait for the new leader, then hand it the envelope.
+				select {
+				case <-leaderC:
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-c.doneC:
+					return ErrStopped
+				}
+				attempt--
+				continue
 			}
 			return err
 		case <-ctx.Done():
@@ -489,6 +559,15 @@ func (c *Chain) run(ctx context.Context) error {
 			c.rn.Tick()
 			c.ticks++
 			c.checkSnapshotsSent()
+			c.maybeProposeConfChange()
+			if c.abdicating && c.ticks-c.abdicatedAt >= uint64(2*c.cfg.ElectionTick) {
+				c.log.Warn("leadership transfer did not complete; taking envelopes again")
+				c.abdicating = false
+			}
+			if c.evictionDue() {
+				c.log.Info("removed from the channel's consenters and raft no longer reaches this node; stopping")
+				return ErrEvicted
+			}
 		case <-c.reportC:
 			c.applyReports()
 		case err := <-c.writeErrC:
@@ -497,10 +576,14 @@ func (c *Chain) run(ctx context.Context) error {
 		case m := <-c.stepC:
 			c.step(m)
 		case req := <-submitC:
-			req.resp <- c.ordered(req.env, req.size)
+			if req.config {
+				req.resp <- c.orderConfig(req.env, req.seq)
+			} else {
+				req.resp <- c.ordered(req.env, req.size)
+			}
 		case <-timerC:
 			c.timer = nil
-			if b := c.cut.Cut(); len(b.Envelopes) > 0 {
+			if b := c.cut.Cut(); len(b.Envelopes) > 0 && c.isLeader {
 				c.propose(b)
 			}
 		}
@@ -633,7 +716,10 @@ func (c *Chain) startRaft() error {
 		MaxInflightMsgs: 256,
 		PreVote:         true,
 		CheckQuorum:     true,
-		Logger:          raftLogger{c.log.With("component", "raft")},
+		// A leader that applies its own removal steps down, so the others
+		// elect a new one at once.
+		StepDownOnRemoval: true,
+		Logger:            raftLogger{c.log.With("component", "raft")},
 	})
 	if err != nil {
 		return fmt.Errorf("chain %s: start raft: %w", c.cfg.ChannelID, err)
@@ -669,7 +755,7 @@ func lastConfigOf(b *cb.Block) uint64 {
 }
 
 func (c *Chain) accepting() bool {
-	if !c.isLeader || c.applied < c.catchUpTo || c.lastCreated == nil {
+	if !c.isLeader || c.applied < c.catchUpTo || c.lastCreated == nil || c.configInflight || c.abdicating {
 		return false
 	}
 	written := c.cfg.Store.Height() - 1
@@ -743,39 +829,50 @@ func (c *Chain) stopTimer() {
 
 // propose builds, signs and proposes the next block from a batch.
 func (c *Chain) propose(batch cutter.Batch) {
+	if c.proposeBlock(batch.Envelopes, c.cfg.Consenters, c.cfg.NextConsenterID, false, string(batch.Reason)) && c.cfg.Metrics != nil {
+		c.cfg.Metrics.BlockCut(c.cfg.ChannelID, string(batch.Reason))
+	}
+}
+
+// proposeBlock builds, signs and proposes the next block holding envs, with
+// the given raft consenter IDs in its metadata; a config block is its own last
+// config. It reports whether raft took the proposal.
+func (c *Chain) proposeBlock(envs [][]byte, ids []uint64, next uint64, config bool, reason string) bool {
 	prev := c.lastCreated
-	b := block.New(prev.Number+1, block.HeaderHash(prev), batch.Envelopes)
+	b := block.New(prev.Number+1, block.HeaderHash(prev), envs)
 	last, _ := c.cfg.Raft.LastIndex()
 	md, err := proto.Marshal(&etcdraft.BlockMetadata{
-		ConsenterIds:    c.cfg.Consenters,
-		NextConsenterId: c.cfg.NextConsenterID,
+		ConsenterIds:    ids,
+		NextConsenterId: next,
 		// The index this proposal's entry gets: every earlier entry is persisted
 		// (handleReady drained them) or proposed since.
 		RaftIndex: last + c.proposed + 1,
 	})
 	if err != nil {
 		c.log.Error("encode raft block metadata", "block", b.Header.Number, "err", err)
-		return
+		return false
 	}
-	if err := blocksign.Sign(b, c.cfg.Signer, c.lastConfig, md, c.cfg.Rand); err != nil {
-		c.log.Error("sign block; batch dropped", "block", b.Header.Number, "envelopes", len(batch.Envelopes), "err", err)
-		return
+	lastConfig := c.lastConfig
+	if config {
+		lastConfig = b.Header.Number
+	}
+	if err := blocksign.Sign(b, c.cfg.Signer, lastConfig, md, c.cfg.Rand); err != nil {
+		c.log.Error("sign block; batch dropped", "block", b.Header.Number, "envelopes", len(envs), "err", err)
+		return false
 	}
 	data, err := proto.Marshal(b)
 	if err != nil {
 		c.log.Error("encode block; batch dropped", "block", b.Header.Number, "err", err)
-		return
+		return false
 	}
 	if err := c.rn.Propose(data); err != nil {
-		c.log.Warn("raft dropped block proposal", "block", b.Header.Number, "envelopes", len(batch.Envelopes), "err", err)
-		return
+		c.log.Warn("raft dropped block proposal", "block", b.Header.Number, "envelopes", len(envs), "err", err)
+		return false
 	}
 	c.proposed++
 	c.lastCreated = b.Header
-	if c.cfg.Metrics != nil {
-		c.cfg.Metrics.BlockCut(c.cfg.ChannelID, string(batch.Reason))
-	}
-	c.log.Debug("block proposed", "block", b.Header.Number, "envelopes", len(batch.Envelopes), "reason", batch.Reason)
+	c.log.Debug("block proposed", "block", b.Header.Number, "envelopes", len(envs), "reason", reason)
+	return true
 }
 
 func (c *Chain) handleReady(ctx context.Context) error {
@@ -813,9 +910,14 @@ func (c *Chain) handleReady(ctx context.Context) error {
 			return err
 		}
 		c.rn.Advance(rd)
+		c.maybeProposeConfChange()
 	}
 	st := c.rn.BasicStatus()
 	c.mu.Lock()
+	if c.status.Leader != st.Lead {
+		close(c.leaderC)
+		c.leaderC = make(chan struct{})
+	}
 	c.status.Leader = st.Lead
 	c.status.State = st.RaftState.String()
 	c.status.Term = st.GetTerm()
@@ -881,6 +983,7 @@ func (c *Chain) softState(ss *raft.SoftState) {
 	c.cut.Reset()
 	c.stopTimer()
 	c.lastCreated = nil
+	c.abdicating = false
 	c.log.Info("no longer raft leader", "leader", ss.Lead)
 }
 
@@ -890,6 +993,11 @@ func (c *Chain) maybeReady() {
 		return
 	}
 	c.lastCreated = c.tip
+	// A config block whose raft change is not applied yet (the previous
+	// leader's, or one from before a restart): propose it again.
+	c.confChange = c.pendingConfChange()
+	c.configInflight = c.confChange != nil
+	c.proposeCC = c.confChange != nil
 }
 
 func (c *Chain) apply(ents []*pb.Entry) error {
@@ -905,6 +1013,10 @@ func (c *Chain) apply(ents []*pb.Entry) error {
 				return fmt.Errorf("chain %s: decode conf change at %d: %w", c.cfg.ChannelID, e.GetIndex(), err)
 			}
 			c.confState = c.rn.ApplyConfChange(cc)
+			c.applied = e.GetIndex()
+			if err := c.confChangeApplied(cc); err != nil {
+				return err
+			}
 		case pb.EntryConfChangeV2:
 			cc := &pb.ConfChangeV2{}
 			if err := proto.Unmarshal(e.Data, cc); err != nil {
@@ -950,6 +1062,7 @@ func (c *Chain) writeBlock(data []byte, index uint64) {
 	c.setTip(b.Header)
 	if block.IsConfig(b) {
 		c.lastConfig = n
+		c.configApplied(b)
 	}
 	c.snapBytes += uint64(len(data))
 }

@@ -54,7 +54,9 @@ const (
 // Channel is what the cluster needs of a joined channel.
 type Channel interface {
 	Step(ctx context.Context, m *pb.Message) error
-	Order(ctx context.Context, env []byte) error
+	// Submit hands over an envelope another consenter forwarded (a normal
+	// or a config envelope; the chain tells them apart).
+	Submit(ctx context.Context, env []byte) error
 }
 
 // Channels looks up the joined channels.

@@ -72,7 +72,7 @@ type fakeChannel struct {
 	stepped  chan *pb.Message
 	orderErr error
 	ordered  chan []byte
-	hold     chan struct{} // when set, Order waits for it to close
+	hold     chan struct{} // when set, Submit waits for it to close
 }
 
 func newFakeChannel() *fakeChannel {
@@ -84,7 +84,7 @@ func (f *fakeChannel) Step(_ context.Context, m *pb.Message) error {
 	return nil
 }
 
-func (f *fakeChannel) Order(ctx context.Context, env []byte) error {
+func (f *fakeChannel) Submit(ctx context.Context, env []byte) error {
 	f.mu.Lock()
 	err, hold := f.orderErr, f.hold
 	f.mu.Unlock()

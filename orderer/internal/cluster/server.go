@@ -256,7 +256,7 @@ func (c *Cluster) order(ctx context.Context, in inbound, respond func(*clusterpb
 	}
 	octx, cancel := context.WithTimeout(ctx, c.cfg.SubmitTimeout)
 	defer cancel()
-	if err := ch.Order(octx, in.env); err != nil {
+	if err := ch.Submit(octx, in.env); err != nil {
 		resp.Status, resp.Info = clusterpb.SubmitStatus_SUBMIT_STATUS_UNAVAILABLE, err.Error()
 	}
 	respond(resp)

@@ -17,6 +17,14 @@
 // deliver or the cluster, and resumes onboarding after a restart. A follower
 // (not a consenter) keeps pulling new blocks from the other orderers.
 //
+// Config updates: a channel turns a CONFIG_UPDATE into a CONFIG envelope
+// signed by this node (ProposeConfig, internal/configtx) and hands it to its
+// chain (Configure). Each committed config block puts its configuration in
+// force (policies, batch parameters, replication endpoints). As in Fabric
+// 2.5, a consenter that a config block removes stops its chain and stays on
+// as a follower, pulling blocks; a follower that a config block names as a
+// consenter stops pulling and starts a chain that joins the raft group.
+//
 // Concurrency: all methods are safe for concurrent use. Start must be called
 // before the others and Stop last; Stop waits for every chain goroutine.
 package registrar
@@ -32,14 +40,18 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-ledger/cairn/internal/block"
 	"github.com/cairn-ledger/cairn/internal/blockstore"
 	"github.com/cairn-ledger/cairn/internal/channelconfig"
+	"github.com/cairn-ledger/cairn/internal/configtx"
+	"github.com/cairn-ledger/cairn/internal/envelope"
 	"github.com/cairn-ledger/cairn/internal/policy"
 	"github.com/cairn-ledger/cairn/orderer/internal/blocksign"
 	"github.com/cairn-ledger/cairn/orderer/internal/chain"
@@ -127,24 +139,28 @@ type Registrar struct {
 
 // Channel is one joined channel.
 //
-// id, dir, store, cancel and done are fixed at creation. The other fields are
-// set before the channel is published or, for an onboarding channel, under
-// Registrar.mu when onboarding ends; Registrar.Channel hands out active
-// channels only, so their users see them set.
+// id, dir, store, signer, cancel and done are fixed at creation. status, join
+// and relation are guarded by Registrar.mu. bundle and chain change when
+// config blocks are committed and are read atomically. raft and links belong
+// to the channel's goroutine (serve), and to close once it has exited.
 type Channel struct {
 	id     string
 	dir    string
 	store  *blockstore.Store
+	signer blocksign.Signer
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the channel's goroutine has exited
 
 	status   string
 	join     *cb.Block // the join block while onboarding
 	relation string
-	bundle   *channelconfig.Bundle
+	bundle   atomic.Pointer[channelconfig.Bundle]
+	chain    atomic.Pointer[chain.Chain] // nil for a follower
 	raft     *raftstore.Store
-	chain    *chain.Chain // nil for a follower
-	links    io.Closer    // the chain's Transport, if closable
+	links    io.Closer // the chain's Transport, if closable
+
+	selfMu    sync.Mutex
+	selfAddrs map[string]bool // this node's consenter endpoints, never replicated from
 }
 
 // setup is what prepare builds for a channel.
@@ -156,8 +172,12 @@ type setup struct {
 	links    io.Closer
 }
 
+// apply installs what prepare built; the caller holds Registrar.mu or has not
+// published the channel yet.
 func (ch *Channel) apply(s *setup) {
-	ch.relation, ch.bundle, ch.raft, ch.chain, ch.links = s.relation, s.bundle, s.raft, s.chain, s.links
+	ch.relation, ch.raft, ch.links = s.relation, s.raft, s.links
+	ch.bundle.Store(s.bundle)
+	ch.chain.Store(s.chain)
 }
 
 // New checks cfg; Start opens the channels.
@@ -237,7 +257,7 @@ func (r *Registrar) open(id string) (*Channel, error) {
 		return nil, fmt.Errorf("channel %s: %w", id, err)
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
-	ch := &Channel{id: id, dir: dir, store: store, cancel: cancel, done: make(chan struct{}), status: StatusActive}
+	ch := &Channel{id: id, dir: dir, store: store, signer: r.cfg.Signer, cancel: cancel, done: make(chan struct{}), status: StatusActive, selfAddrs: map[string]bool{}}
 	fail := func(err error) (*Channel, error) {
 		close(ch.done) // no goroutine runs
 		ch.close()
@@ -252,7 +272,8 @@ func (r *Registrar) open(id string) (*Channel, error) {
 		if err != nil {
 			return fail(err)
 		}
-		ch.status, ch.join, ch.bundle, ch.relation = StatusOnboarding, jb, bundle, r.relationOf(bundle)
+		ch.status, ch.join, ch.relation = StatusOnboarding, jb, r.relationOf(bundle)
+		ch.bundle.Store(bundle)
 	} else {
 		if jb != nil {
 			// Onboarding finished but the file outlived it.
@@ -297,20 +318,115 @@ func (r *Registrar) serve(ctx context.Context, ch *Channel) {
 		r.mu.Unlock()
 		log.Info("channel onboarded", "height", ch.store.Height(), "relation", ch.relation)
 	}
-	if ch.chain != nil {
-		if err := ch.chain.Run(ctx); err != nil {
-			log.Error("raft chain stopped with an error", "err", err)
+	for ctx.Err() == nil {
+		if c := ch.chain.Load(); c != nil {
+			err := c.Run(ctx)
+			if !errors.Is(err, chain.ErrEvicted) {
+				if err != nil {
+					log.Error("raft chain stopped with an error", "err", err)
+				}
+				return
+			}
+			if err := r.demote(ch); err != nil {
+				log.Error("leaving the consenters failed", "err", err)
+				r.setStatus(ch, StatusFailed)
+				return
+			}
+			log.Info("removed from the consenters by a config block; following the channel", "height", ch.store.Height())
+			continue
 		}
-		return
+		if err := r.follow(ctx, ch); !errors.Is(err, errPromoted) {
+			if err != nil && ctx.Err() == nil {
+				log.Error("pulling blocks stopped", "err", err)
+			}
+			return
+		}
+		st, err := r.prepare(ch)
+		if err != nil {
+			log.Error("starting the raft chain of a new consenter failed", "err", err)
+			r.setStatus(ch, StatusFailed)
+			return
+		}
+		r.mu.Lock()
+		ch.apply(st)
+		r.mu.Unlock()
+		log.Info("named a consenter by a config block; joining the raft group", "height", ch.store.Height())
 	}
-	rep, err := r.replicator(ch.id, ch.bundle)
+}
+
+// errPromoted ends a follower's pulling when a config block names this node
+// a consenter.
+var errPromoted = errors.New("this node became a consenter of the channel")
+
+// follow pulls the channel's blocks as a follower until ctx ends or a pulled
+// config block names this node a consenter (errPromoted), as Fabric's
+// follower chain does before switching to etcdraft.
+func (r *Registrar) follow(ctx context.Context, ch *Channel) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	rep, err := r.replicator(ch)
 	if err != nil {
-		log.Error("cannot pull blocks", "err", err)
-		return
+		return err
 	}
-	if err := rep.Follow(ctx, ch.store); err != nil && ctx.Err() == nil {
-		log.Error("pulling blocks stopped", "err", err)
+	l := followLedger{Store: ch.store, onConfig: func(b *cb.Block) {
+		bundle, err := channelconfig.FromBlock(b)
+		if err != nil {
+			r.log.Error("pulled config block does not parse", "channel", ch.id, "block", b.Header.Number, "err", err)
+			return
+		}
+		ch.bundle.Store(bundle)
+		ch.learnSelf(r, bundle)
+		if r.relationOf(bundle) == RelationConsenter {
+			cancel(errPromoted)
+		}
+	}}
+	err = rep.Follow(ctx, l)
+	if cause := context.Cause(ctx); errors.Is(cause, errPromoted) {
+		return errPromoted
 	}
+	return err
+}
+
+// followLedger tells the follower about each config block it appends.
+type followLedger struct {
+	*blockstore.Store
+	onConfig func(*cb.Block)
+}
+
+func (l followLedger) Append(b *cb.Block) error {
+	if err := l.Store.Append(b); err != nil {
+		return err
+	}
+	if block.IsConfig(b) {
+		l.onConfig(b)
+	}
+	return nil
+}
+
+// demote turns an evicted consenter into a follower: its links and raft
+// store are closed and the raft data deleted (should a later config add the
+// node again, it joins with a new raft ID and a fresh log, as Fabric's
+// etcdraft requires).
+func (r *Registrar) demote(ch *Channel) error {
+	if ch.links != nil {
+		ch.links.Close()
+	}
+	var err error
+	if ch.raft != nil {
+		err = ch.raft.Close()
+	}
+	r.mu.Lock()
+	ch.chain.Store(nil)
+	ch.raft, ch.links = nil, nil
+	ch.relation = RelationFollower
+	r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("close raft store: %w", err)
+	}
+	if err := os.RemoveAll(filepath.Join(ch.dir, "raft")); err != nil {
+		return fmt.Errorf("remove raft data: %w", err)
+	}
+	return nil
 }
 
 func (r *Registrar) setStatus(ch *Channel, status string) {
@@ -322,7 +438,7 @@ func (r *Registrar) setStatus(ch *Channel, status string) {
 // onboard pulls blocks 0..N-1 before join block N and appends it.
 func (r *Registrar) onboard(ctx context.Context, ch *Channel) error {
 	jb := ch.join
-	rep, err := r.replicator(ch.id, ch.bundle)
+	rep, err := r.replicator(ch)
 	if err != nil {
 		return err
 	}
@@ -356,22 +472,29 @@ func readJoinBlock(dir string) (*cb.Block, error) {
 	return b, nil
 }
 
-// replicator pulls the channel's blocks from the orderers its config names.
-func (r *Registrar) replicator(id string, bundle *channelconfig.Bundle) (*replicate.Replicator, error) {
-	oc := bundle.Orderer()
-	addrs := append([]string(nil), oc.Endpoints...)
-	if len(addrs) == 0 {
-		for _, c := range oc.Consenters {
-			addrs = append(addrs, fmt.Sprintf("%s:%d", c.Host, c.Port))
+// replicator pulls the channel's blocks from the orderers the configuration
+// in force names, except this node.
+func (r *Registrar) replicator(ch *Channel) (*replicate.Replicator, error) {
+	ch.learnSelf(r, ch.bundle.Load())
+	endpoints := func() ([]string, [][]byte) {
+		oc := ch.bundle.Load().Orderer()
+		addrs := append([]string(nil), oc.Endpoints...)
+		if len(addrs) == 0 {
+			for _, c := range oc.Consenters {
+				addrs = append(addrs, fmt.Sprintf("%s:%d", c.Host, c.Port))
+			}
 		}
+		ch.selfMu.Lock()
+		addrs = slices.DeleteFunc(addrs, func(a string) bool { return ch.selfAddrs[a] })
+		ch.selfMu.Unlock()
+		return addrs, oc.TLSRootCerts
 	}
-	roots := oc.TLSRootCerts
 	rc := r.cfg.Replicate
 	return replicate.New(replicate.Config{
-		ChannelID:     id,
+		ChannelID:     ch.id,
 		Signer:        r.cfg.Signer,
 		ClientCert:    r.cfg.ClientCert,
-		Endpoints:     func() ([]string, [][]byte) { return addrs, roots },
+		Endpoints:     endpoints,
 		Dial:          rc.Dial,
 		MinBackoff:    rc.MinBackoff,
 		MaxBackoff:    rc.MaxBackoff,
@@ -389,6 +512,19 @@ type storePuller struct {
 
 func (p storePuller) Pull(ctx context.Context, to uint64, wantHash []byte) error {
 	return p.rep.Pull(ctx, p.store, to, wantHash)
+}
+
+// learnSelf remembers the endpoints at which a configuration names this node
+// a consenter, so replication never dials this node itself, even after it
+// left the consenters.
+func (ch *Channel) learnSelf(r *Registrar, bundle *channelconfig.Bundle) {
+	ch.selfMu.Lock()
+	defer ch.selfMu.Unlock()
+	for _, c := range bundle.Orderer().Consenters {
+		if r.isSelf(c) {
+			ch.selfAddrs[fmt.Sprintf("%s:%d", c.Host, c.Port)] = true
+		}
+	}
 }
 
 func (r *Registrar) relationOf(bundle *channelconfig.Bundle) string {
@@ -456,14 +592,15 @@ func (r *Registrar) prepare(ch *Channel) (_ *setup, err error) {
 	}()
 	var tr chain.Transport = noTransport{}
 	if r.cfg.Transports != nil {
-		tr = r.cfg.Transports.Transport(ch.id, self, members)
-		st.links, _ = tr.(io.Closer)
+		l := newLinks(r.cfg.Transports, ch.id, self, members)
+		tr, st.links = l, l
 	}
 	var m chain.Metrics
 	if r.cfg.Metrics != nil {
 		m = r.cfg.Metrics
 	}
-	rep, err := r.replicator(ch.id, bundle)
+	ch.bundle.Store(bundle) // the chain's Support reads it
+	rep, err := r.replicator(ch)
 	if err != nil {
 		return nil, err
 	}
@@ -472,6 +609,8 @@ func (r *Registrar) prepare(ch *Channel) (_ *setup, err error) {
 		SelfID:               self,
 		Consenters:           ids,
 		NextConsenterID:      next,
+		Members:              members,
+		Support:              support{ch},
 		TickInterval:         oc.Raft.TickInterval,
 		ElectionTick:         int(oc.Raft.ElectionTick),
 		HeartbeatTick:        int(oc.Raft.HeartbeatTick),
@@ -724,8 +863,8 @@ func (r *Registrar) Statuses() map[string]chain.Status {
 	defer r.mu.Unlock()
 	out := map[string]chain.Status{}
 	for id, ch := range r.channels {
-		if ch.chain != nil {
-			out[id] = ch.chain.Status()
+		if c := ch.chain.Load(); c != nil {
+			out[id] = c.Status()
 		}
 	}
 	return out
@@ -738,7 +877,7 @@ func (ch *Channel) info() participation.ChannelInfo {
 
 // Evaluate checks signed data against a policy of the channel.
 func (ch *Channel) Evaluate(path string, signed []policy.SignedData) error {
-	p, err := ch.bundle.Policies().Policy(path)
+	p, err := ch.bundle.Load().Policies().Policy(path)
 	if err != nil {
 		return err
 	}
@@ -746,14 +885,53 @@ func (ch *Channel) Evaluate(path string, signed []policy.SignedData) error {
 }
 
 // AbsoluteMaxBytes is the channel's largest accepted envelope.
-func (ch *Channel) AbsoluteMaxBytes() uint32 { return ch.bundle.Orderer().AbsoluteMaxBytes }
+func (ch *Channel) AbsoluteMaxBytes() uint32 { return ch.bundle.Load().Orderer().AbsoluteMaxBytes }
 
 // Order hands an envelope to the channel's consenter.
 func (ch *Channel) Order(ctx context.Context, env []byte) error {
-	if ch.chain == nil {
+	c := ch.chain.Load()
+	if c == nil {
 		return ErrFollower
 	}
-	return ch.chain.Order(ctx, env)
+	return c.Order(ctx, env)
+}
+
+// Submit hands an envelope another consenter forwarded to the channel's
+// chain, which tells config envelopes from others (for the cluster transport).
+func (ch *Channel) Submit(ctx context.Context, env []byte) error {
+	c := ch.chain.Load()
+	if c == nil {
+		return ErrFollower
+	}
+	return c.Submit(ctx, env)
+}
+
+// ProposeConfig authorises a CONFIG_UPDATE envelope against the
+// configuration in force (internal/configtx) and returns the CONFIG envelope
+// that installs the resulting configuration, signed by this node as Fabric's
+// msgprocessor does, and the config sequence it was validated at. Errors
+// matching policy.ErrNotSatisfied are authorisation failures.
+func (ch *Channel) ProposeConfig(update *cb.Envelope) (*cb.Envelope, uint64, error) {
+	b := ch.bundle.Load()
+	ce, err := configtx.ProposeUpdate(b, update)
+	if err != nil {
+		return nil, 0, err
+	}
+	env, err := envelope.NewSignedEnvelope(cb.HeaderType_CONFIG, ch.id, ch.signer, ce)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sign config envelope: %w", err)
+	}
+	return env, b.Sequence(), nil
+}
+
+// Configure hands a CONFIG envelope validated at config sequence seq to the
+// channel's chain.
+func (ch *Channel) Configure(ctx context.Context, env []byte, seq uint64) error {
+	c := ch.chain.Load()
+	if c == nil {
+		return ErrFollower
+	}
+	return c.Configure(ctx, env, seq)
 }
 
 // Height is the number of blocks in the channel's store.
@@ -768,10 +946,11 @@ func (ch *Channel) Wait(ctx context.Context, n uint64) error { return ch.store.W
 // Step hands a raft message from another consenter to the channel's chain (for
 // the cluster transport).
 func (ch *Channel) Step(ctx context.Context, m *pb.Message) error {
-	if ch.chain == nil {
+	c := ch.chain.Load()
+	if c == nil {
 		return ErrFollower
 	}
-	return ch.chain.Step(ctx, m)
+	return c.Step(ctx, m)
 }
 
 type noTransport struct{}
@@ -779,4 +958,118 @@ type noTransport struct{}
 func (noTransport) Send([]*pb.Message) {}
 func (noTransport) Forward(context.Context, uint64, []byte) error {
 	return errors.New("no cluster transport configured")
+}
+
+// support is a channel's configuration as its chain sees it.
+type support struct{ ch *Channel }
+
+func (s support) Bundle() *channelconfig.Bundle { return s.ch.bundle.Load() }
+
+// ProcessConfig re-validates a CONFIG envelope against the configuration in
+// force: its LastUpdate is proposed again (Fabric's ProcessConfigMsg).
+func (s support) ProcessConfig(raw []byte) ([]byte, error) {
+	env := &cb.Envelope{}
+	if err := proto.Unmarshal(raw, env); err != nil {
+		return nil, fmt.Errorf("config envelope: %w", err)
+	}
+	p, err := envelope.Parse(env)
+	if err != nil {
+		return nil, fmt.Errorf("config envelope: %w", err)
+	}
+	if typ := cb.HeaderType(p.ChannelHeader.Type); typ != cb.HeaderType_CONFIG {
+		return nil, fmt.Errorf("envelope of type %s is not a config envelope", typ)
+	}
+	ce := &cb.ConfigEnvelope{}
+	if err := proto.Unmarshal(p.Payload.Data, ce); err != nil {
+		return nil, fmt.Errorf("config envelope: %w", err)
+	}
+	if ce.LastUpdate == nil {
+		return nil, errors.New("config envelope has no last update")
+	}
+	fresh, _, err := s.ch.ProposeConfig(ce.LastUpdate)
+	if err != nil {
+		return nil, err
+	}
+	out, err := proto.Marshal(fresh)
+	if err != nil {
+		return nil, fmt.Errorf("encode config envelope: %w", err)
+	}
+	return out, nil
+}
+
+func (s support) ConfigCommitted(b *channelconfig.Bundle) {
+	s.ch.bundle.Store(b)
+}
+
+// links is a chain's Transport whose member set follows config blocks: each
+// change asks Transports for a new Transport (which replaces the channel's
+// previous one in the cluster) and hands it the chain as reporter.
+type links struct {
+	ts      Transports
+	channel string
+	self    uint64
+
+	mu       sync.Mutex
+	cur      chain.Transport
+	reporter chain.Reporter
+	closed   bool
+}
+
+var (
+	_ chain.Transport      = (*links)(nil)
+	_ chain.ReporterSetter = (*links)(nil)
+	_ chain.MemberSetter   = (*links)(nil)
+)
+
+func newLinks(ts Transports, channel string, self uint64, members map[uint64]channelconfig.Consenter) *links {
+	return &links{ts: ts, channel: channel, self: self, cur: ts.Transport(channel, self, members)}
+}
+
+func (l *links) current() chain.Transport {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cur
+}
+
+func (l *links) Send(msgs []*pb.Message) { l.current().Send(msgs) }
+
+func (l *links) Forward(ctx context.Context, to uint64, env []byte) error {
+	return l.current().Forward(ctx, to, env)
+}
+
+func (l *links) SetReporter(r chain.Reporter) {
+	l.mu.Lock()
+	l.reporter = r
+	cur := l.cur
+	l.mu.Unlock()
+	if rs, ok := cur.(chain.ReporterSetter); ok {
+		rs.SetReporter(r)
+	}
+}
+
+// SetMembers replaces the channel's links with links to members.
+func (l *links) SetMembers(members map[uint64]channelconfig.Consenter) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	old := l.cur
+	l.cur = l.ts.Transport(l.channel, l.self, members)
+	if rs, ok := l.cur.(chain.ReporterSetter); ok && l.reporter != nil {
+		rs.SetReporter(l.reporter)
+	}
+	if c, ok := old.(io.Closer); ok {
+		c.Close()
+	}
+}
+
+func (l *links) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	if c, ok := l.cur.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
