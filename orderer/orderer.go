@@ -235,6 +235,7 @@ func New(cfg Config) (*Orderer, error) {
 		MinBackoff:     cfg.Cluster.MinBackoff,
 		MaxBackoff:     cfg.Cluster.MaxBackoff,
 		Logger:         log.With("service", "cluster"),
+		Metrics:        m,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("orderer: %w", err)

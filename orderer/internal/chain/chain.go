@@ -116,6 +116,13 @@ type Metrics interface {
 	Leader(channel string, isLeader bool)
 }
 
+// RaftMetrics is optionally implemented by a Config.Metrics that also counts
+// leader changes seen by this node and block proposals raft refused.
+type RaftMetrics interface {
+	LeaderChanged(channel string)
+	ProposalFailed(channel string)
+}
+
 // TermMetrics is optionally implemented by a Config.Metrics that also records
 // the node's raft term (cairn network status shows it).
 type TermMetrics interface {
@@ -255,6 +262,7 @@ type Chain struct {
 	confState   *pb.ConfState
 	applied     uint64
 	isLeader    bool
+	lastLead    uint64 // raft leader last seen, to count leader changes
 	catchUpTo   uint64 // a new leader accepts envelopes once applied reaches this
 	lastCreated *cb.BlockHeader
 	lastConfig  uint64
@@ -866,6 +874,9 @@ func (c *Chain) proposeBlock(envs [][]byte, ids []uint64, next uint64, config bo
 		return false
 	}
 	if err := c.rn.Propose(data); err != nil {
+		if rm, ok := c.cfg.Metrics.(RaftMetrics); ok {
+			rm.ProposalFailed(c.cfg.ChannelID)
+		}
 		c.log.Warn("raft dropped block proposal", "block", b.Header.Number, "envelopes", len(envs), "err", err)
 		return false
 	}
@@ -957,6 +968,12 @@ func (c *Chain) send(msgs []*pb.Message) {
 }
 
 func (c *Chain) softState(ss *raft.SoftState) {
+	if ss.Lead != c.lastLead {
+		c.lastLead = ss.Lead
+		if rm, ok := c.cfg.Metrics.(RaftMetrics); ok && ss.Lead != raft.None {
+			rm.LeaderChanged(c.cfg.ChannelID)
+		}
+	}
 	leader := ss.RaftState == raft.StateLeader
 	if leader == c.isLeader {
 		return

@@ -85,9 +85,28 @@ type Config struct {
 	// DialOptions are added to every outgoing connection (tests).
 	DialOptions []grpc.DialOption
 	Logger      *slog.Logger
+	// Metrics receives send outcomes; nil records nothing.
+	Metrics Metrics
 }
 
+// Metrics receives what happens to outgoing cluster messages.
+type Metrics interface {
+	// SendError counts a message not delivered to a remote consenter
+	// (reason: queue_full or stream).
+	SendError(channel, reason string)
+	// SendLatency records how long handing one message to the stream took.
+	SendLatency(channel string, d time.Duration)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) SendError(string, string)          {}
+func (noMetrics) SendLatency(string, time.Duration) {}
+
 func (c *Config) setDefaults() {
+	if c.Metrics == nil {
+		c.Metrics = noMetrics{}
+	}
 	if c.SendQueueSize <= 0 {
 		c.SendQueueSize = DefaultSendQueueSize
 	}

@@ -59,6 +59,7 @@ func (r *remote) sendConsensus(m *pb.Message) {
 	case r.consensus <- m:
 	default:
 		r.log.Debug("send queue full; raft message dropped", "type", m.GetType().String())
+		r.t.c.cfg.Metrics.SendError(r.t.channel, "queue_full")
 		r.t.unreachable(r.id, m)
 	}
 }
@@ -194,12 +195,15 @@ func (r *remote) session(ctx context.Context, client clusterpb.ClusterClient) er
 				SubmitRequest: &clusterpb.SubmitRequest{Channel: r.t.channel, Envelope: s.env, RequestId: id},
 			}}
 		}
+		began := time.Now()
 		if err := stream.Send(req); err != nil {
+			r.t.c.cfg.Metrics.SendError(r.t.channel, "stream")
 			if msg != nil {
 				r.t.unreachable(r.id, msg)
 			}
 			return err
 		}
+		r.t.c.cfg.Metrics.SendLatency(r.t.channel, time.Since(began))
 		if msg.GetType() == pb.MessageType_MsgSnap {
 			r.t.snapshotSent(r.id)
 		}
