@@ -1,5 +1,7 @@
 // Package channel owns one channel joined by a peer: its ledger, its current
-// configuration bundle (replaced atomically when a config block commits) and
+// configuration bundle (replaced atomically when a config block whose config
+// transaction the validator found VALID commits; an invalid one is committed
+// marked INVALID_CONFIG_TRANSACTION and changes nothing) and
 // the loop that pulls blocks from the orderers, validates and commits them.
 // Run is owned by the peer and returns when its context ends; while it runs, a
 // committer goroutine it owns finishes validation and commits block N while the
@@ -99,9 +101,11 @@ func newChannel(cfg Config, id string, l *ledger.Ledger, b *channelconfig.Bundle
 	return c
 }
 
-// lastConfig finds the newest config block: the last block's last-config
-// pointer, or a backward scan when a block carries none (block 0 from a
-// genesis tool).
+// lastConfig finds the newest config block this peer applied: the last
+// block's last-config pointer, or a backward scan when a block carries none
+// (blocks from a genesis tool) or the block it points to was committed with
+// its config transaction invalid (the orderer's pointer counts it; this peer
+// kept the configuration before it).
 func lastConfig(l *ledger.Ledger) (*channelconfig.Bundle, error) {
 	h := l.Height()
 	if h == 0 {
@@ -112,7 +116,7 @@ func lastConfig(l *ledger.Ledger) (*channelconfig.Bundle, error) {
 		return nil, err
 	}
 	if idx, err := block.LastConfigIndex(last); err == nil {
-		if cfgBlock, err := l.Block(idx); err == nil && block.IsConfig(cfgBlock) {
+		if cfgBlock, err := l.Block(idx); err == nil && appliedConfig(cfgBlock) {
 			return channelconfig.FromBlock(cfgBlock)
 		}
 	}
@@ -121,11 +125,22 @@ func lastConfig(l *ledger.Ledger) (*channelconfig.Bundle, error) {
 		if err != nil {
 			return nil, err
 		}
-		if block.IsConfig(b) {
+		if appliedConfig(b) {
 			return channelconfig.FromBlock(b)
 		}
 	}
-	return nil, errors.New("ledger holds no config block")
+	return nil, errors.New("ledger holds no valid config block")
+}
+
+// appliedConfig reports whether committed block b is a config block whose
+// transaction was VALID (a block without a transactions filter, as a genesis
+// tool writes it, counts as valid).
+func appliedConfig(b *cb.Block) bool {
+	if !block.IsConfig(b) {
+		return false
+	}
+	f := block.TxFilter(b)
+	return len(f) == 0 || pb.TxValidationCode(f[0]) == pb.TxValidationCode_VALID
 }
 
 // ID is the channel name.
@@ -200,10 +215,7 @@ func (c *Channel) Run(ctx context.Context) error {
 	pcfg := c.cfg.Puller
 	pcfg.ChannelID = c.id
 	pcfg.Logger = c.log
-	pcfg.Orderers = func() ([]string, [][]byte) {
-		o := c.Bundle().Orderer()
-		return o.Endpoints, o.TLSRootCerts
-	}
+	pcfg.Orderers = c.orderers
 	p := puller.New(pcfg)
 	err := c.runPipeline(ctx, func(ctx context.Context, pl *pipeline) error {
 		next := func() (uint64, *cb.BlockHeader, puller.PolicySource) {
@@ -235,6 +247,15 @@ func (c *Channel) CommitBlocks(ctx context.Context, blocks []*cb.Block) error {
 		}
 		return nil
 	})
+}
+
+// orderers is the puller's source of orderer endpoints and TLS roots: the
+// configuration in force when it is called, which the puller does at each
+// (re)connection, so a committed config block that moves the ordering service
+// is followed from the next connection on.
+func (c *Channel) orderers() ([]string, [][]byte) {
+	o := c.Bundle().Orderer()
+	return o.Endpoints, o.TLSRootCerts
 }
 
 type policySource struct{ b *channelconfig.Bundle }

@@ -35,13 +35,20 @@ const (
 )
 
 // commitEnv is a real two-organisation channel joined by an Org1 peer, with
-// chaincode basic defined through committed _lifecycle transactions.
+// chaincode basic defined through committed _lifecycle transactions. Crypto
+// material also exists for Org3, which is not a member of the channel.
 type commitEnv struct {
 	c       *Channel
+	cfg     Config // c's configuration, to reopen it
 	peer1   *crypto.SigningIdentity
 	peer2   *crypto.SigningIdentity
 	user1   *crypto.SigningIdentity
 	orderer *crypto.SigningIdentity
+	// net is the channel's network with Org3 added, crypt its crypto
+	// material, load loads an identity from it.
+	net   *netconfig.Network
+	crypt string
+	load  func(mspID, mspDir string) *crypto.SigningIdentity
 }
 
 func newCommitEnv(t *testing.T) *commitEnv {
@@ -50,20 +57,26 @@ func newCommitEnv(t *testing.T) *commitEnv {
 	net := netconfig.Default()
 	net.OrdererOrgs[0].Orderers[0].Port = 7050
 	net.PeerOrgs[0].Peers[0].Port = 7051
-	net.PeerOrgs = append(net.PeerOrgs, netconfig.PeerOrg{
-		Name: "Org2", MSPID: "Org2MSP", Domain: org2Domain,
-		Peers: []netconfig.Node{{Name: "peer0", Host: "127.0.0.1", Port: 9051}},
-		Users: []string{"User1"},
-	})
+	for i, port := range []int{9051, 10051} {
+		name := fmt.Sprintf("Org%d", i+2)
+		net.PeerOrgs = append(net.PeerOrgs, netconfig.PeerOrg{
+			Name: name, MSPID: name + "MSP", Domain: fmt.Sprintf("org%d.example.com", i+2),
+			Peers: []netconfig.Node{{Name: "peer0", Host: "127.0.0.1", Port: port}},
+			Users: []string{"User1"},
+		})
+	}
 	crypt := dir + "/crypto"
 	if err := cryptogen.Generate(net, crypt); err != nil {
 		t.Fatal(err)
 	}
-	genesis, err := channelconfig.Genesis(net, crypt)
+	channelNet := *net
+	channelNet.PeerOrgs = net.PeerOrgs[:2] // Org3 joins by a config update
+	genesis, err := channelconfig.Genesis(&channelNet, crypt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Create(Config{Dir: dir + "/ledger", MSPID: "Org1MSP", Validator: validator.New(validator.Config{}), NoSync: true}, genesis)
+	cfg := Config{Dir: dir + "/ledger", MSPID: "Org1MSP", Validator: validator.New(validator.Config{}), NoSync: true}
+	c, err := Create(cfg, genesis)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +91,10 @@ func newCommitEnv(t *testing.T) *commitEnv {
 	}
 	e := &commitEnv{
 		c:       c,
+		cfg:     cfg,
+		net:     net,
+		crypt:   crypt,
+		load:    load,
 		peer1:   load("Org1MSP", l.NodeMSPDir(true, org1Domain, "peer0."+org1Domain)),
 		peer2:   load("Org2MSP", l.NodeMSPDir(true, org2Domain, "peer0."+org2Domain)),
 		user1:   load("Org1MSP", l.UserMSPDir(true, org1Domain, "User1")),

@@ -10,7 +10,6 @@ import (
 	pb "github.com/hyperledger/fabric-protos-go-apiv2/peer"
 
 	"github.com/cairn-ledger/cairn/internal/block"
-	"github.com/cairn-ledger/cairn/internal/channelconfig"
 	"github.com/cairn-ledger/cairn/peer/internal/ledger"
 	"github.com/cairn-ledger/cairn/peer/internal/validator"
 )
@@ -24,8 +23,10 @@ const pipelineDepth = 2
 // on all cores) and queues it; the committer goroutine finishes validation
 // against the state the block applies to and commits it. Block N+1 is thus
 // prepared while block N commits. A config block is a barrier: it is
-// committed before add returns, so the next block is verified and prepared
-// with the configuration it installs. A chaincode definition committed by
+// validated against the configuration in force and committed before add
+// returns, so the next block is verified and prepared with the configuration
+// it installs (if its config transaction is VALID; otherwise with the one
+// kept). A chaincode definition committed by
 // block N is seen by block N+1 because Finish re-reads the policies Prepare
 // read.
 type pipeline struct {
@@ -42,8 +43,7 @@ type pipeline struct {
 
 type queued struct {
 	p         *validator.Prepared
-	next      *channelconfig.Bundle // the configuration a config block installs
-	committed chan struct{}         // closed once committed, for config blocks
+	committed chan struct{} // closed once committed, for config blocks
 }
 
 // runPipeline runs the committer while feed adds blocks. If feed returns nil
@@ -95,11 +95,8 @@ func (pl *pipeline) add(ctx context.Context, b *cb.Block) error {
 	c := pl.c
 	item := queued{}
 	if block.IsConfig(b) {
-		nb, err := channelconfig.FromBlock(b)
-		if err != nil {
-			return fmt.Errorf("config block %d: %w", b.Header.Number, err)
-		}
-		item.next = nb
+		// The validator checks it against the configuration in force, which
+		// is c.Bundle() here: earlier config blocks were waited for below.
 		item.committed = make(chan struct{})
 	}
 	qe, err := c.ledger.NewQueryExecutor()
@@ -184,8 +181,13 @@ func (c *Channel) commit(ctx context.Context, item queued) error {
 	if err != nil {
 		return fmt.Errorf("commit block %d: %w", b.Header.Number, err)
 	}
-	if item.next != nil {
-		c.bundle.Store(item.next)
+	// Only a config transaction the validator found VALID installs its
+	// configuration; the results carry it parsed. From here on the endorser,
+	// deliver, gateway and puller (Bundle) and the validation of the next
+	// blocks (add, after waiting for this commit) use it.
+	if len(results) == 1 && results[0].Config != nil && final[0] == pb.TxValidationCode_VALID {
+		c.bundle.Store(results[0].Config)
+		c.log.Info("channel configuration updated", "block", b.Header.Number, "sequence", results[0].Config.Sequence())
 	}
 	valid := 0
 	for _, code := range final {

@@ -2,6 +2,7 @@ package channel
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
@@ -94,38 +95,34 @@ func TestPipelineSeesPolicyChangesOfEarlierBlocks(t *testing.T) {
 	}
 }
 
-// TestPipelineConfigBlockIsABarrier commits a config block and an endorser
-// block in one pipelined run: the config block must be committed, and its
-// bundle installed, before the next block is prepared with it.
+// TestPipelineConfigBlockIsABarrier commits config blocks and endorser
+// blocks in one pipelined run: a config block must be validated against the
+// configuration in force and committed, and a VALID one's bundle installed,
+// before the next block is prepared. The config block adds Org3, so an Org3
+// client's transaction right behind it is VALID only if the barrier holds; a
+// replay of the genesis configuration is invalid and installs nothing.
 func TestPipelineConfigBlockIsABarrier(t *testing.T) {
-	e := newCommitEnv(t)
+	e := newConfigEnv(t)
 	l := e.c.Ledger()
 	genesis, err := l.Block(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	prev, err := l.Block(l.Height() - 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	before := e.c.Bundle()
-	cfg := block.New(prev.Header.Number+1, block.HeaderHash(prev.Header), genesis.Data.Data)
-	tx, _ := e.tx(t, txSpec{simulate: put("k", "v")})
-	next := block.New(cfg.Header.Number+1, block.HeaderHash(cfg.Header), [][]byte{tx})
-	if err := e.c.CommitBlocks(context.Background(), []*cb.Block{cfg, next}); err != nil {
-		t.Fatal(err)
+	addOrg3 := e.configTx(t, e.c.ID(), e.propose(t, e.update(t, addOrg3(e), e.org1Admin, e.org2Admin)))
+	org3Tx, _ := e.tx(t, txSpec{creator: e.org3User, simulate: put("k", "v")})
+	org1Tx, _ := e.tx(t, txSpec{simulate: put("k1", "v")})
+	got := e.commitChain(t, genesis.Data.Data, [][]byte{org1Tx}, [][]byte{addOrg3}, [][]byte{org3Tx})
+	want := [][]pb.TxValidationCode{
+		{pb.TxValidationCode_INVALID_CONFIG_TRANSACTION},
+		{pb.TxValidationCode_VALID},
+		{pb.TxValidationCode_VALID},
+		{pb.TxValidationCode_VALID},
 	}
-	if e.c.Bundle() == before {
-		t.Error("the config block's bundle was not installed")
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("codes = %v, want %v", got, want)
 	}
-	if h := l.Height(); h != next.Header.Number+1 {
-		t.Fatalf("height %d, want %d", h, next.Header.Number+1)
-	}
-	stored, err := l.Block(next.Header.Number)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if code := pb.TxValidationCode(block.TxFilter(stored)[0]); code != pb.TxValidationCode_VALID {
-		t.Errorf("transaction after the config block: %s", code)
+	if after := e.c.Bundle(); after == before || after.Sequence() != 1 {
+		t.Errorf("the configuration in force is at sequence %d, want the Org3 update's (1)", after.Sequence())
 	}
 }

@@ -16,7 +16,18 @@
 // to, checks duplicate tx IDs, confirms the speculation by re-reading exactly
 // the policies and key metadata it read (evaluating again only if one
 // changed, e.g. a chaincode definition committed by block N) and applies the
-// in-block rules. Validate is both against one state. Each call spreads its
+// in-block rules. Validate is both against one state.
+//
+// A config block (one CONFIG envelope) is checked against the configuration
+// in force, as Fabric's peer does: its ConfigEnvelope's LastUpdate must be an
+// authorised update of that configuration that produces exactly the carried
+// configuration, at the next sequence (configtx.Validate). Its result then
+// carries the parsed new configuration for the committer to install; a config
+// transaction that fails is INVALID_CONFIG_TRANSACTION and the configuration
+// in force stays. The genesis block (block 0) is the bootstrap configuration:
+// it has no LastUpdate and is only parsed.
+//
+// Each call spreads its
 // work over a bounded pool of goroutines that live only for that call; a
 // Validator holds no state between calls and may be shared.
 package validator
@@ -39,6 +50,7 @@ import (
 
 	"github.com/cairn-ledger/cairn/internal/block"
 	"github.com/cairn-ledger/cairn/internal/channelconfig"
+	"github.com/cairn-ledger/cairn/internal/configtx"
 	"github.com/cairn-ledger/cairn/internal/envelope"
 	"github.com/cairn-ledger/cairn/internal/policy"
 )
@@ -113,6 +125,9 @@ type Result struct {
 	// RWSet is the decoded read-write set of a VALID endorser transaction,
 	// so that the ledger need not decode it again; nil otherwise.
 	RWSet *RWSet
+	// Config is the configuration a VALID config transaction installs, parsed
+	// once here for the committer; nil for every other result.
+	Config *channelconfig.Bundle
 }
 
 // RWSet is a transaction's read-write set as validation decoded it:
@@ -143,7 +158,7 @@ func (v *Validator) Validate(ctx context.Context, b *cb.Block, bundle *channelco
 type Prepared struct {
 	block  *cb.Block
 	bundle *channelconfig.Bundle
-	config bool
+	config *Result // a config block's decided result; nil for other blocks
 	txs    []preparedTx
 }
 
@@ -188,12 +203,14 @@ type nsWrites struct {
 // re-reads what that evaluation read and redoes it only if something
 // changed. Prepare of block N+1 may thus run while block N commits, as long
 // as bundle is the configuration in force for b (a config block must be
-// committed before the next block is prepared).
+// committed before the next block is prepared). A config block is decided
+// entirely here, against bundle (see configTx).
 func (v *Validator) Prepare(ctx context.Context, b *cb.Block, bundle *channelconfig.Bundle, state State, policies Policies) (*Prepared, error) {
 	n := len(b.GetData().GetData())
 	p := &Prepared{block: b, bundle: bundle, txs: make([]preparedTx, n)}
 	if block.IsConfig(b) {
-		p.config = true
+		r := configTx(b, bundle)
+		p.config = &r
 		return p, nil
 	}
 	err := v.parallel(ctx, n, func(i int) {
@@ -217,12 +234,23 @@ func (v *Validator) finish(ctx context.Context, p *Prepared, ledger Ledger, poli
 	b := p.block
 	n := len(p.txs)
 	results := make([]Result, n)
-	if p.config {
-		// A config block carries exactly one CONFIG envelope, produced and signed
-		// by the ordering service; the block signature already vouches for it.
-		results[0] = Result{Code: pb.TxValidationCode_VALID}
-		if ch, err := block.ChannelHeader(b, 0); err == nil {
-			results[0].TxID = ch.TxId
+	if p.config != nil {
+		// Decided in Prepare; there is nothing in the ledger to read. As in
+		// Fabric, the tx ID of a config transaction is not checked for
+		// duplicates (the ordering service makes it).
+		r := *p.config
+		results[0] = r
+		if r.Code == pb.TxValidationCode_VALID {
+			v.log.Info("config transaction valid", "channel", r.Config.ChannelID(), "block", b.Header.Number, "tx.id", r.TxID, "sequence", r.Config.Sequence())
+		} else {
+			// Not an error of Finish: the block is committed with the
+			// transaction marked, but the channel now lags the ordering
+			// service's view of its configuration, which an operator must see.
+			attrs := []any{"block", b.Header.Number, "tx.id", r.TxID, "code", r.Code.String(), "reason", errString(r.Error)}
+			if p.bundle != nil {
+				attrs = append(attrs, "channel", p.bundle.ChannelID(), "sequence.kept", p.bundle.Sequence())
+			}
+			v.log.Error("config transaction invalid: the channel keeps its current configuration", attrs...)
 		}
 		return results, nil
 	}
@@ -262,6 +290,56 @@ func (v *Validator) finish(ctx context.Context, p *Prepared, ledger Ledger, poli
 		}
 	}
 	return results, nil
+}
+
+// configTx decides the CONFIG transaction of config block b against the
+// configuration in force, current. Fabric does not check the outer
+// envelope's signature of a config transaction (at genesis there may be none);
+// the authority is in LastUpdate's signatures, which configtx.Validate checks
+// against current's mod_policies, and the block itself is signed by the
+// ordering service. Every failure is INVALID_CONFIG_TRANSACTION except a
+// config transaction of another channel, TARGET_CHAIN_NOT_FOUND as for any
+// transaction.
+func configTx(b *cb.Block, current *channelconfig.Bundle) Result {
+	const code = pb.TxValidationCode_INVALID_CONFIG_TRANSACTION
+	num := b.GetHeader().GetNumber()
+	env, err := block.Envelope(b, 0)
+	if err != nil {
+		return invalid(code, "", "config transaction: %v", err)
+	}
+	payload := &cb.Payload{}
+	if err := proto.Unmarshal(env.Payload, payload); err != nil {
+		return invalid(code, "", "config transaction payload does not decode: %v", err)
+	}
+	ch := &cb.ChannelHeader{}
+	if err := proto.Unmarshal(payload.GetHeader().GetChannelHeader(), ch); err != nil {
+		return invalid(code, "", "config transaction channel header does not decode: %v", err)
+	}
+	txID := ch.TxId
+	if current != nil && ch.ChannelId != current.ChannelID() {
+		return invalid(pb.TxValidationCode_TARGET_CHAIN_NOT_FOUND, txID, "config transaction for channel %q in a block of %q", ch.ChannelId, current.ChannelID())
+	}
+	ce := &cb.ConfigEnvelope{}
+	if err := proto.Unmarshal(payload.Data, ce); err != nil {
+		return invalid(code, txID, "config envelope does not decode: %v", err)
+	}
+	if num == 0 {
+		// The genesis block bootstraps the channel: there is no configuration
+		// before it to check an update against.
+		next, err := channelconfig.New(ch.ChannelId, ce.Config)
+		if err != nil {
+			return invalid(code, txID, "genesis configuration: %v", err)
+		}
+		return Result{Code: pb.TxValidationCode_VALID, TxID: txID, Config: next}
+	}
+	if current == nil {
+		return invalid(code, txID, "block %d: no configuration in force to check the config transaction against", num)
+	}
+	next, err := configtx.Validate(current, ce)
+	if err != nil {
+		return invalid(code, txID, "config transaction (sequence %d) is not a valid update of the configuration in force (sequence %d): %v", ce.GetConfig().GetSequence(), current.Sequence(), err)
+	}
+	return Result{Code: pb.TxValidationCode_VALID, TxID: txID, Config: next}
 }
 
 // finishTx decides one prepared transaction against the ledger.

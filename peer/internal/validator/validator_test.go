@@ -41,6 +41,8 @@ type fixture struct {
 	peer2   *crypto.SigningIdentity // Org2MSP peer0
 	user    *crypto.SigningIdentity // Org1MSP User1: a client
 	orderer *crypto.SigningIdentity
+	// ordererAdmin may sign updates of the orderer section.
+	ordererAdmin *crypto.SigningIdentity
 }
 
 func newFixture(tb testing.TB) *fixture {
@@ -80,6 +82,8 @@ func newFixture(tb testing.TB) *fixture {
 		peer2:   load("Org2MSP", l.NodeMSPDir(true, org2Domain, "peer0."+org2Domain)),
 		user:    load("Org1MSP", l.UserMSPDir(true, orgDomain, "User1")),
 		orderer: load("OrdererMSP", l.NodeMSPDir(false, ordDomain, "orderer0."+ordDomain)),
+
+		ordererAdmin: load("OrdererMSP", l.UserMSPDir(false, ordDomain, cryptogen.AdminUser)),
 	}
 }
 
@@ -676,21 +680,6 @@ func TestValidateLedgerError(t *testing.T) {
 	_, err := validator.New(validator.Config{}).Validate(context.Background(), block.New(1, nil, [][]byte{d}), f.bundle, failingLedger{}, newPolicies(t))
 	if err == nil {
 		t.Fatal("Validate succeeded with an unreadable ledger")
-	}
-}
-
-func TestValidateConfigBlock(t *testing.T) {
-	f := newFixture(t)
-	res, err := validator.New(validator.Config{}).Validate(context.Background(), f.genesis, f.bundle, ledger{}, newPolicies(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := block.ChannelHeader(f.genesis, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res) != 1 || res[0].Code != pb.TxValidationCode_VALID || res[0].TxID != ch.TxId {
-		t.Fatalf("got %+v, want one VALID result with tx ID %q", res, ch.TxId)
 	}
 }
 
