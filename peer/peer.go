@@ -396,5 +396,11 @@ func (p *Peer) checkACL(channelID, resource string, signed []policy.SignedData) 
 	if resource == "peer/Propose" || strings.HasPrefix(resource, "_lifecycle/") {
 		def = "/Channel/Application/Writers"
 	}
-	return endorser.CheckACL(ch.Bundle(), resource, def, signed)
+	// Event streams and gateway status queries serve clients acting now:
+	// their certificates must be current, as Fabric's deliver sessions require.
+	b := ch.Bundle()
+	if err := policy.CheckCurrent(b.ACLPolicy(resource, def), b.MSPs(), signed, time.Now()); err != nil {
+		return fmt.Errorf("access denied: %s: %w", resource, err)
+	}
+	return endorser.CheckACL(b, resource, def, signed)
 }

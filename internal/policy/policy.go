@@ -166,7 +166,8 @@ func (e *Error) Unwrap() error { return e.Cause }
 // prefixed, so every refusal says which policy refused.
 func Explain(path string, err error) string {
 	var pe *Error
-	if errors.As(err, &pe) {
+	var nc *notCurrentError
+	if errors.As(err, &pe) || errors.As(err, &nc) {
 		return err.Error()
 	}
 	return fmt.Sprintf("policy %s not satisfied: %v", path, err)

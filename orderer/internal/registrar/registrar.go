@@ -877,8 +877,13 @@ func (ch *Channel) info() participation.ChannelInfo {
 
 // Evaluate checks signed data against a policy of the channel.
 func (ch *Channel) Evaluate(path string, signed []policy.SignedData) error {
-	p, err := ch.bundle.Load().Policies().Policy(path)
+	b := ch.bundle.Load()
+	p, err := b.Policies().Policy(path)
 	if err != nil {
+		return err
+	}
+	// Broadcast and Deliver clients must hold a current certificate.
+	if err := policy.CheckCurrent(path, b.MSPs(), signed, time.Now()); err != nil {
 		return err
 	}
 	return p.Evaluate(signed)
