@@ -11,9 +11,9 @@ import (
 	pb "github.com/hyperledger/fabric-protos-go-apiv2/peer"
 
 	"github.com/cairn-ledger/cairn/internal/block"
+	"github.com/cairn-ledger/cairn/internal/blockverify"
 	"github.com/cairn-ledger/cairn/internal/channelconfig"
 	"github.com/cairn-ledger/cairn/peer/internal/ledger"
-	"github.com/cairn-ledger/cairn/peer/internal/puller"
 )
 
 // LedgerReport is the outcome of verifying one channel's ledger.
@@ -83,7 +83,7 @@ func verifyLedger(dir, name string) (LedgerReport, error) {
 		if n > 0 {
 			// The genesis block comes from the channel's creator, unsigned;
 			// every later block must carry orderer signatures.
-			signed, err := puller.SignedData(b)
+			signed, err := blockverify.SignedData(b)
 			if err != nil {
 				return r, err
 			}

@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/cairn-ledger/cairn/internal/block"
+	"github.com/cairn-ledger/cairn/internal/blockverify"
 	"github.com/cairn-ledger/cairn/internal/channelconfig"
 	"github.com/cairn-ledger/cairn/internal/comm"
 	"github.com/cairn-ledger/cairn/internal/envelope"
@@ -42,11 +43,10 @@ import (
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
 	ab "github.com/hyperledger/fabric-protos-go-apiv2/orderer"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 )
 
 // BlockValidationPolicy is the policy every pulled block's signatures satisfy.
-const BlockValidationPolicy = "/Channel/Orderer/BlockValidation"
+const BlockValidationPolicy = blockverify.BlockValidationPolicy
 
 // Defaults of Config.
 const (
@@ -366,11 +366,8 @@ type Policies interface {
 // ledger (prev and cfg nil), that its orderer signatures satisfy
 // /Channel/Orderer/BlockValidation of cfg.
 func Verify(b *cb.Block, want uint64, prev *cb.BlockHeader, cfg Policies) error {
-	if err := block.CheckStructure(b); err != nil {
+	if err := blockverify.Chain(b, want, prev); err != nil {
 		return err
-	}
-	if b.Header.Number != want {
-		return fmt.Errorf("got block %d, want %d", b.Header.Number, want)
 	}
 	if prev == nil {
 		if want != 0 || !block.IsConfig(b) {
@@ -378,40 +375,12 @@ func Verify(b *cb.Block, want uint64, prev *cb.BlockHeader, cfg Policies) error 
 		}
 		return nil
 	}
-	if !bytes.Equal(b.Header.PreviousHash, block.HeaderHash(prev)) {
-		return fmt.Errorf("block %d previous hash %x does not match block %d's hash", b.Header.Number, b.Header.PreviousHash, prev.Number)
-	}
-	signed, err := SignedData(b)
-	if err != nil {
-		return err
-	}
 	pol, err := cfg.Policies().Policy(BlockValidationPolicy)
 	if err != nil {
 		return fmt.Errorf("block validation policy: %w", err)
 	}
-	if err := pol.Evaluate(signed); err != nil {
-		return fmt.Errorf("block %d signatures: %w", b.Header.Number, err)
-	}
-	return nil
+	return blockverify.Signatures(b, pol)
 }
 
-// SignedData extracts the orderer signatures of a block's SIGNATURES metadata:
-// each covers the metadata value, its signature header and the block header.
-func SignedData(b *cb.Block) ([]policy.SignedData, error) {
-	md := &cb.Metadata{}
-	if err := proto.Unmarshal(b.Metadata.Metadata[cb.BlockMetadataIndex_SIGNATURES], md); err != nil {
-		return nil, fmt.Errorf("block %d signature metadata: %w", b.Header.Number, err)
-	}
-	header := block.HeaderBytes(b.Header)
-	out := make([]policy.SignedData, 0, len(md.Signatures))
-	for _, s := range md.Signatures {
-		sh := &cb.SignatureHeader{}
-		if err := proto.Unmarshal(s.SignatureHeader, sh); err != nil {
-			return nil, fmt.Errorf("block %d signature header: %w", b.Header.Number, err)
-		}
-		data := make([]byte, 0, len(md.Value)+len(s.SignatureHeader)+len(header))
-		data = append(append(append(data, md.Value...), s.SignatureHeader...), header...)
-		out = append(out, policy.SignedData{Data: data, Identity: sh.Creator, Signature: s.Signature})
-	}
-	return out, nil
-}
+// SignedData extracts the orderer signatures of a block (see blockverify).
+func SignedData(b *cb.Block) ([]policy.SignedData, error) { return blockverify.SignedData(b) }

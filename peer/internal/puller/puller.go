@@ -9,7 +9,6 @@
 package puller
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -23,9 +22,8 @@ import (
 
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
 	ab "github.com/hyperledger/fabric-protos-go-apiv2/orderer"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/cairn-ledger/cairn/internal/block"
+	"github.com/cairn-ledger/cairn/internal/blockverify"
 	"github.com/cairn-ledger/cairn/internal/comm"
 	"github.com/cairn-ledger/cairn/internal/envelope"
 	"github.com/cairn-ledger/cairn/internal/policy"
@@ -227,47 +225,15 @@ func (p *Puller) pullFrom(ctx context.Context, addr string, roots [][]byte, next
 // has a data hash matching its data, and carries orderer signatures satisfying
 // /Channel/Orderer/BlockValidation.
 func Verify(b *cb.Block, want uint64, prev *cb.BlockHeader, policies PolicySource) error {
-	if err := block.CheckStructure(b); err != nil {
+	if err := blockverify.Chain(b, want, prev); err != nil {
 		return err
 	}
-	if b.Header.Number != want {
-		return fmt.Errorf("got block %d, want %d", b.Header.Number, want)
-	}
-	if prev != nil && !bytes.Equal(b.Header.PreviousHash, block.HeaderHash(prev)) {
-		return fmt.Errorf("block %d previous hash %x does not match block %d's hash", b.Header.Number, b.Header.PreviousHash, prev.Number)
-	}
-	signed, err := SignedData(b)
-	if err != nil {
-		return err
-	}
-	pol, err := policies.Policy("/Channel/Orderer/BlockValidation")
+	pol, err := policies.Policy(blockverify.BlockValidationPolicy)
 	if err != nil {
 		return fmt.Errorf("block validation policy: %w", err)
 	}
-	if err := pol.Evaluate(signed); err != nil {
-		return fmt.Errorf("block %d signatures: %w", b.Header.Number, err)
-	}
-	return nil
+	return blockverify.Signatures(b, pol)
 }
 
-// SignedData extracts the orderer signatures of a block's SIGNATURES metadata:
-// each covers the metadata value, its signature header and the block header.
-func SignedData(b *cb.Block) ([]policy.SignedData, error) {
-	raw := b.Metadata.Metadata[cb.BlockMetadataIndex_SIGNATURES]
-	md := &cb.Metadata{}
-	if err := proto.Unmarshal(raw, md); err != nil {
-		return nil, fmt.Errorf("block %d signature metadata: %w", b.Header.Number, err)
-	}
-	header := block.HeaderBytes(b.Header)
-	out := make([]policy.SignedData, 0, len(md.Signatures))
-	for _, s := range md.Signatures {
-		sh := &cb.SignatureHeader{}
-		if err := proto.Unmarshal(s.SignatureHeader, sh); err != nil {
-			return nil, fmt.Errorf("block %d signature header: %w", b.Header.Number, err)
-		}
-		data := make([]byte, 0, len(md.Value)+len(s.SignatureHeader)+len(header))
-		data = append(append(append(data, md.Value...), s.SignatureHeader...), header...)
-		out = append(out, policy.SignedData{Data: data, Identity: sh.Creator, Signature: s.Signature})
-	}
-	return out, nil
-}
+// SignedData extracts the orderer signatures of a block (see blockverify).
+func SignedData(b *cb.Block) ([]policy.SignedData, error) { return blockverify.SignedData(b) }
