@@ -288,6 +288,7 @@ func (h *Handler) validate(env *cb.Envelope) (string, Channel, []byte, *ab.Broad
 	}
 	signed := []policy.SignedData{{Data: env.Payload, Identity: shdr.Creator, Signature: env.Signature}}
 	if err := ch.Evaluate(WritersPolicy, signed); err != nil {
+		h.log.Info("broadcast forbidden", "channel", id, "tx.id", chdr.TxId, "error", err.Error(), policy.LogAttr(err))
 		return id, nil, nil, reject(cb.Status_FORBIDDEN, "access denied: %s", policy.Explain(WritersPolicy, err)), 0
 	}
 

@@ -146,6 +146,7 @@ func (h *Handler) serve(ctx context.Context, s Stream, env *cb.Envelope) (cb.Sta
 	}
 	signed := []policy.SignedData{{Data: env.Payload, Identity: shdr.Creator, Signature: env.Signature}}
 	if err := ch.Evaluate(ReadersPolicy, signed); err != nil {
+		h.log.Info("deliver forbidden", "channel", chdr.ChannelId, "error", err.Error(), policy.LogAttr(err))
 		return cb.Status_FORBIDDEN, "access denied: " + policy.Explain(ReadersPolicy, err), nil
 	}
 	seek := &ab.SeekInfo{}

@@ -96,7 +96,7 @@ func (e *Endorser) ProcessProposal(ctx context.Context, sp *pb.SignedProposal) (
 	log := e.cfg.Logger.With("tx.id", prop.TxID(), "channel", prop.ChannelID(), "chaincode", prop.ChaincodeName)
 	resp, err := e.process(ctx, prop)
 	if err != nil {
-		log.Warn("proposal refused", "error", err)
+		log.Warn("proposal refused", "error", err, policy.LogAttr(err))
 		return failed(500, "%v", err), nil
 	}
 	if s := resp.GetResponse().GetStatus(); s >= 400 {

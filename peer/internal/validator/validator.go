@@ -286,7 +286,7 @@ func (v *Validator) finish(ctx context.Context, p *Prepared, ledger Ledger, poli
 		r := &results[i]
 		if r.Code != pb.TxValidationCode_VALID {
 			r.RWSet = nil
-			v.log.Warn("transaction invalid", "channel", p.bundle.ChannelID(), "block", b.Header.Number, "tx.index", i, "tx.id", r.TxID, "code", r.Code.String(), "reason", errString(r.Error))
+			v.log.Warn("transaction invalid", "channel", p.bundle.ChannelID(), "block", b.Header.Number, "tx.index", i, "tx.id", r.TxID, "code", r.Code.String(), "reason", errString(r.Error), policy.LogAttr(r.Error))
 		}
 	}
 	return results, nil
