@@ -219,3 +219,18 @@ type simulator struct{ *ledger.TxSimulator }
 func (s simulator) GetStateRangeScanIterator(ns, start, end string) (chaincode.ResultsIterator, error) {
 	return s.TxSimulator.GetStateRangeScanIterator(ns, start, end)
 }
+
+// GetHistoryForKey gives chaincode GetHistoryForKey access to the ledger's
+// history index.
+func (s simulator) GetHistoryForKey(ns, key string) (chaincode.HistoryIterator, error) {
+	it, err := s.TxSimulator.GetHistoryForKey(ns, key)
+	if err != nil {
+		return nil, err
+	}
+	return it, nil
+}
+
+var (
+	_ chaincode.TxSimulator    = simulator{}
+	_ chaincode.HistoryQuerier = simulator{}
+)
