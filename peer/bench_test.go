@@ -38,23 +38,7 @@ func TestBenchConfigValidate(t *testing.T) {
 // does. Building the chain is not timed; each iteration replays it into a
 // new ledger. Run: go test -run '^$' -bench BenchmarkCommitPipeline ./peer/
 func BenchmarkCommitPipeline(b *testing.B) {
-	chain, err := NewBenchChain(context.Background(), BenchConfig{Txs: 10_000, BlockSize: 500, Dir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer chain.Close()
-	var txs, secs, cpu float64
-	for b.Loop() {
-		res, err := chain.Replay(context.Background())
-		if err != nil {
-			b.Fatal(err)
-		}
-		txs += float64(res.Txs)
-		secs += res.Seconds
-		cpu += res.CPUSeconds
-	}
-	b.ReportMetric(txs/secs, "tx/s")
-	b.ReportMetric(cpu*1e6/txs, "cpu-µs/tx")
+	benchChain(b, (*BenchChain).Replay)
 }
 
 // BenchmarkCommit measures validate+commit alone, the issue's figure: a
@@ -64,6 +48,12 @@ func BenchmarkCommitPipeline(b *testing.B) {
 // --mode commit` does. Run:
 // go test -run '^$' -bench BenchmarkCommit$ -benchtime=3x ./peer/
 func BenchmarkCommit(b *testing.B) {
+	benchChain(b, (*BenchChain).Commit)
+}
+
+// benchChain builds a 10,000-transaction two-org chain once (untimed) and
+// runs it into a fresh ledger per iteration, reporting tx/s and CPU per tx.
+func benchChain(b *testing.B, run func(*BenchChain, context.Context) (BenchResult, error)) {
 	chain, err := NewBenchChain(context.Background(), BenchConfig{Txs: 10_000, BlockSize: 500, Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
@@ -71,7 +61,7 @@ func BenchmarkCommit(b *testing.B) {
 	defer chain.Close()
 	var txs, secs, cpu float64
 	for b.Loop() {
-		res, err := chain.Commit(context.Background())
+		res, err := run(chain, context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/cairn-ledger/cairn/internal/comm"
 	"github.com/cairn-ledger/cairn/internal/crypto"
+	"github.com/cairn-ledger/cairn/internal/deliverclient"
 	"github.com/cairn-ledger/cairn/internal/envelope"
 )
 
@@ -461,32 +462,7 @@ func deliverFrom(ctx context.Context, conn *grpc.ClientConn, channel string, sig
 }
 
 func deliver(ctx context.Context, conn *grpc.ClientConn, channel string, signer *crypto.SigningIdentity, seek *ab.SeekInfo, fn func(*cb.Block)) error {
-	env, err := envelope.NewSignedEnvelope(cb.HeaderType_DELIVER_SEEK_INFO, channel, signer, seek)
-	if err != nil {
-		return err
-	}
-	stream, err := ab.NewAtomicBroadcastClient(conn).Deliver(ctx)
-	if err != nil {
-		return err
-	}
-	if err := stream.Send(env); err != nil {
-		return err
-	}
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return err
-		}
-		switch t := resp.Type.(type) {
-		case *ab.DeliverResponse_Block:
-			fn(t.Block)
-		case *ab.DeliverResponse_Status:
-			if t.Status != cb.Status_SUCCESS {
-				return fmt.Errorf("deliver answered %s", t.Status)
-			}
-			return nil
-		}
-	}
+	return deliverclient.Seek(ctx, conn, channel, signer, seek, fn)
 }
 
 // secondRange is the lowest and highest count of perSecond[1:full], the

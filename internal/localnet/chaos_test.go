@@ -33,7 +33,6 @@ import (
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
 	ab "github.com/hyperledger/fabric-protos-go-apiv2/orderer"
 	pb "github.com/hyperledger/fabric-protos-go-apiv2/peer"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"gopkg.in/yaml.v3"
 
@@ -41,6 +40,7 @@ import (
 	"github.com/cairn-ledger/cairn/internal/comm"
 	"github.com/cairn-ledger/cairn/internal/crypto"
 	"github.com/cairn-ledger/cairn/internal/cryptogen"
+	"github.com/cairn-ledger/cairn/internal/deliverclient"
 	"github.com/cairn-ledger/cairn/internal/envelope"
 	"github.com/cairn-ledger/cairn/internal/localnet"
 	"github.com/cairn-ledger/cairn/internal/netconfig"
@@ -554,7 +554,7 @@ func (c *chaosNet) height(name string) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var h uint64
-	err = deliverSeek(ctx, conn, c.channel, c.signer, &ab.SeekInfo{
+	err = deliverclient.Seek(ctx, conn, c.channel, c.signer, &ab.SeekInfo{
 		Start:    &ab.SeekPosition{Type: &ab.SeekPosition_Newest{Newest: &ab.SeekNewest{}}},
 		Stop:     &ab.SeekPosition{Type: &ab.SeekPosition_Newest{Newest: &ab.SeekNewest{}}},
 		Behavior: ab.SeekInfo_FAIL_IF_NOT_READY,
@@ -998,7 +998,7 @@ func (c *chaosNet) deliverAll(t *testing.T, name string, height uint64) [][]byte
 	defer cancel()
 	var blocks [][]byte
 	var merr error
-	err = deliverSeek(ctx, conn, c.channel, c.signer, &ab.SeekInfo{
+	err = deliverclient.Seek(ctx, conn, c.channel, c.signer, &ab.SeekInfo{
 		Start:    &ab.SeekPosition{Type: &ab.SeekPosition_Specified{Specified: &ab.SeekSpecified{Number: 0}}},
 		Stop:     &ab.SeekPosition{Type: &ab.SeekPosition_Specified{Specified: &ab.SeekSpecified{Number: height - 1}}},
 		Behavior: ab.SeekInfo_BLOCK_UNTIL_READY,
@@ -1019,37 +1019,6 @@ func (c *chaosNet) deliverAll(t *testing.T, name string, height uint64) [][]byte
 		t.Fatalf("%s delivered %d blocks, want %d", name, len(blocks), height)
 	}
 	return blocks
-}
-
-// deliverSeek sends one seek request and hands each block to fn until the
-// orderer answers with a status.
-func deliverSeek(ctx context.Context, conn *grpc.ClientConn, channel string, signer *crypto.SigningIdentity, seek *ab.SeekInfo, fn func(*cb.Block)) error {
-	env, err := envelope.NewSignedEnvelope(cb.HeaderType_DELIVER_SEEK_INFO, channel, signer, seek)
-	if err != nil {
-		return err
-	}
-	stream, err := ab.NewAtomicBroadcastClient(conn).Deliver(ctx)
-	if err != nil {
-		return err
-	}
-	if err := stream.Send(env); err != nil {
-		return err
-	}
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return err
-		}
-		switch r := resp.Type.(type) {
-		case *ab.DeliverResponse_Block:
-			fn(r.Block)
-		case *ab.DeliverResponse_Status:
-			if r.Status != cb.Status_SUCCESS {
-				return fmt.Errorf("deliver answered %s", r.Status)
-			}
-			return nil
-		}
-	}
 }
 
 // dataFingerprint lists the files of an orderer's data folder with sizes and
