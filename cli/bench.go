@@ -102,6 +102,13 @@ func newBenchOrdererCmd() *cobra.Command {
 			for _, o := range info.Orderers {
 				cfg.Orderers = append(cfg.Orderers, o.Address)
 			}
+			if procs, err := localnet.LoadProcesses(dir); err == nil {
+				for _, p := range procs {
+					if p.Role == "orderer" {
+						cfg.PIDs = append(cfg.PIDs, p.PID)
+					}
+				}
+			}
 			fmt.Fprintf(progress, "» broadcasting %d-byte envelopes from %d streams to %d orderers for %s\n", size, clients, len(cfg.Orderers), duration)
 			res, err := bench.Orderer(ctx, cfg)
 			if err != nil {
@@ -110,8 +117,8 @@ func newBenchOrdererCmd() *cobra.Command {
 			if asJSON {
 				return json.NewEncoder(out).Encode(res)
 			}
-			fmt.Fprintf(out, "%.0f envelopes/s over %.1fs: %d sent, %d delivered, %d errors; latency p50 %.1f ms, p99 %.1f ms\n",
-				res.TPS, res.Seconds, res.Sent, res.Delivered, res.Errors, res.P50ms, res.P99ms)
+			fmt.Fprintf(out, "%.0f envelopes/s over %.1fs: %d sent, %d delivered in %d blocks, %d errors; latency p50 %.1f ms, p99 %.1f ms; %.0f µs CPU per envelope\n",
+				res.TPS, res.Seconds, res.Sent, res.Delivered, res.Blocks, res.Errors, res.P50ms, res.P99ms, res.CPUPerEnvelopeUs)
 			return nil
 		},
 	}

@@ -70,6 +70,9 @@ type OrdererConfig struct {
 	Rate int
 	// Progress, if set, receives a line when pre-signing starts and ends.
 	Progress io.Writer
+	// PIDs are the orderer processes on this machine whose CPU time counts,
+	// with the benchmark's own, towards OrdererResult.CPUPerEnvelopeUs.
+	PIDs []int
 }
 
 // OrdererResult is what `cairn bench orderer --json` prints.
@@ -100,6 +103,15 @@ type OrdererResult struct {
 	Orderers       int     `json:"orderers"`
 	Clients        int     `json:"clients"`
 	EnvelopeBytes  int     `json:"envelope_bytes"`
+	// Blocks counts the delivered blocks that carried at least one of the
+	// run's envelopes; Delivered/Blocks is the mean batch the cutter made.
+	Blocks int64 `json:"blocks"`
+	// CPUPerEnvelopeUs is the CPU time (user+system) that the benchmark
+	// process and the orderer processes given in PIDs used during the
+	// measured window, per envelope delivered in it: the cost that decides
+	// how far a machine can go, less noisy than the rate when the machine is
+	// shared. 0 when it could not be measured (not Linux, no PIDs).
+	CPUPerEnvelopeUs float64 `json:"cpu_us_per_envelope"`
 }
 
 // run is the shared state of one benchmark run.
@@ -127,6 +139,7 @@ type run struct {
 	lats      []float64
 	perSecond []int64
 	inWindow  int64
+	blocks    int64
 }
 
 // Orderer drives the orderers with pre-signed envelopes from many Broadcast
@@ -207,8 +220,20 @@ func Orderer(ctx context.Context, cfg OrdererConfig) (*OrdererResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the chain height: %w", err)
 	}
+	cpuStart, cpuOK := cpuOf(cfg.PIDs)
 	r.began = time.Now()
 	r.deadline = r.began.Add(cfg.Duration)
+	cpuEnd := make(chan time.Duration, 1)
+	go func() {
+		select {
+		case <-time.After(cfg.Duration):
+			if t, ok := cpuOf(cfg.PIDs); ok {
+				cpuEnd <- t
+			}
+		case <-runCtx.Done():
+		}
+		close(cpuEnd)
+	}()
 	r.perSecond = make([]int64, int(math.Ceil(cfg.Duration.Seconds()))+1)
 
 	watchErr := make(chan error, 1)
@@ -245,12 +270,15 @@ func Orderer(ctx context.Context, cfg OrdererConfig) (*OrdererResult, error) {
 	res := &OrdererResult{
 		Sent: r.sent.Load(), Delivered: r.delivered.Load(), Errors: r.errs.Load(), Seconds: elapsed.Seconds(),
 		Presigned: len(r.pool), PresignSeconds: presignTime.Seconds(), SignedLive: r.signedLive.Load(),
-		Orderers: len(cfg.Orderers), Clients: cfg.Clients,
+		Orderers: len(cfg.Orderers), Clients: cfg.Clients, Blocks: r.blocks,
 	}
 	if len(r.pool) > 0 {
 		res.EnvelopeBytes = len(r.pool[0].Payload) + len(r.pool[0].Signature)
 	}
 	res.TPS = float64(r.inWindow) / elapsed.Seconds()
+	if end, ok := <-cpuEnd; ok && cpuOK && len(cfg.PIDs) > 0 && r.inWindow > 0 {
+		res.CPUPerEnvelopeUs = float64((end-cpuStart)/time.Microsecond) / float64(r.inWindow)
+	}
 	res.MinTPS1s, res.MaxTPS1s = secondRange(r.perSecond, int(elapsed/time.Second))
 	sort.Float64s(r.lats)
 	res.P50ms, res.P90ms, res.P99ms = percentile(r.lats, 0.50), percentile(r.lats, 0.90), percentile(r.lats, 0.99)
@@ -331,6 +359,12 @@ func (r *run) onBlock(b *cb.Block) {
 	now := time.Since(r.began)
 	sec := int(now / time.Second)
 	inWindow := now <= r.cfg.Duration
+	ours := false
+	defer func() {
+		if ours {
+			r.blocks++
+		}
+	}()
 	for _, raw := range b.GetData().GetData() {
 		sig := envelopeSignature(raw)
 		var at int64
@@ -345,6 +379,7 @@ func (r *run) onBlock(b *cb.Block) {
 		if at == 0 {
 			continue // not ours, or already counted
 		}
+		ours = true
 		r.delivered.Add(1)
 		r.lats = append(r.lats, float64(now-time.Duration(at))/float64(time.Millisecond))
 		if inWindow {

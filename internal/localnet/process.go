@@ -120,6 +120,16 @@ func stop(pid int, kill bool, timeout time.Duration) error {
 	return nil
 }
 
+// LoadProcesses reads the processes of the local network in dir, as
+// processes.json records them (PIDs of the last start).
+func LoadProcesses(dir string) ([]*Process, error) {
+	s, err := loadState(dir)
+	if err != nil {
+		return nil, err
+	}
+	return s.Processes, nil
+}
+
 func loadState(dir string) (*state, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, StateFile))
 	if err != nil {

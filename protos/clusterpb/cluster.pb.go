@@ -27,7 +27,6 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// SubmitStatus is the outcome of a SubmitRequest.
 type SubmitStatus int32
 
 const (
@@ -294,8 +293,12 @@ func (x *ConsensusRequest) GetPayload() []byte {
 type SubmitRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
-	// envelope is a marshalled common.Envelope.
-	Envelope []byte `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// envelopes are marshalled common.Envelopes, to be ordered in this order.
+	// A follower batches the envelopes its clients sent while its previous
+	// request was on the wire, so that a busy follower pays one message per
+	// batch, not per envelope. (Field 2 was a single envelope; a repeated bytes
+	// field reads that encoding as a batch of one.)
+	Envelopes [][]byte `protobuf:"bytes,2,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
 	// request_id is chosen by the sender, unique on its stream, and echoed in
 	// the SubmitResponse.
 	RequestId     uint64 `protobuf:"varint,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -340,9 +343,9 @@ func (x *SubmitRequest) GetChannel() string {
 	return ""
 }
 
-func (x *SubmitRequest) GetEnvelope() []byte {
+func (x *SubmitRequest) GetEnvelopes() [][]byte {
 	if x != nil {
-		return x.Envelope
+		return x.Envelopes
 	}
 	return nil
 }
@@ -359,9 +362,14 @@ type SubmitResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Channel   string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
 	RequestId uint64                 `protobuf:"varint,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Status    SubmitStatus           `protobuf:"varint,3,opt,name=status,proto3,enum=cairn.cluster.v1.SubmitStatus" json:"status,omitempty"`
+	// status is ACCEPTED when every envelope of the request was handed to the
+	// chain; otherwise it describes the first envelope that was not.
+	Status SubmitStatus `protobuf:"varint,3,opt,name=status,proto3,enum=cairn.cluster.v1.SubmitStatus" json:"status,omitempty"`
 	// info says why a submit was not accepted.
-	Info          string `protobuf:"bytes,4,opt,name=info,proto3" json:"info,omitempty"`
+	Info string `protobuf:"bytes,4,opt,name=info,proto3" json:"info,omitempty"`
+	// accepted counts the envelopes handed to the chain: always a prefix of the
+	// request's envelopes, since they are handed over in order.
+	Accepted      uint32 `protobuf:"varint,5,opt,name=accepted,proto3" json:"accepted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -424,6 +432,13 @@ func (x *SubmitResponse) GetInfo() string {
 	return ""
 }
 
+func (x *SubmitResponse) GetAccepted() uint32 {
+	if x != nil {
+		return x.Accepted
+	}
+	return 0
+}
+
 var File_protos_cluster_proto protoreflect.FileDescriptor
 
 const file_protos_cluster_proto_rawDesc = "" +
@@ -438,18 +453,19 @@ const file_protos_cluster_proto_rawDesc = "" +
 	"\apayload\"F\n" +
 	"\x10ConsensusRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x18\n" +
-	"\apayload\x18\x02 \x01(\fR\apayload\"d\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\"f\n" +
 	"\rSubmitRequest\x12\x18\n" +
-	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1a\n" +
-	"\benvelope\x18\x02 \x01(\fR\benvelope\x12\x1d\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
+	"\tenvelopes\x18\x02 \x03(\fR\tenvelopes\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\x04R\trequestId\"\x95\x01\n" +
+	"request_id\x18\x03 \x01(\x04R\trequestId\"\xb1\x01\n" +
 	"\x0eSubmitResponse\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\x04R\trequestId\x126\n" +
 	"\x06status\x18\x03 \x01(\x0e2\x1e.cairn.cluster.v1.SubmitStatusR\x06status\x12\x12\n" +
-	"\x04info\x18\x04 \x01(\tR\x04info*\x84\x01\n" +
+	"\x04info\x18\x04 \x01(\tR\x04info\x12\x1a\n" +
+	"\baccepted\x18\x05 \x01(\rR\baccepted*\x84\x01\n" +
 	"\fSubmitStatus\x12\x1d\n" +
 	"\x19SUBMIT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SUBMIT_STATUS_ACCEPTED\x10\x01\x12\x1d\n" +

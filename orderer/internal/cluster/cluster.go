@@ -46,9 +46,11 @@ const (
 	DefaultSubmitTimeout  = 5 * time.Second
 	DefaultMinBackoff     = 50 * time.Millisecond
 	DefaultMaxBackoff     = 2 * time.Second
-	// maxInflightSubmits bounds the forwarded envelopes one inbound stream may
-	// have waiting on the chain.
-	maxInflightSubmits = 64
+	// maxInflightSubmits bounds the forwarded envelopes one inbound stream
+	// may have waiting on the chain (at least one full batch).
+	maxInflightSubmits = 1024
+	// maxSubmitBatch bounds the envelopes a follower forwards in one request.
+	maxSubmitBatch = 256
 )
 
 // Channel is what the cluster needs of a joined channel.

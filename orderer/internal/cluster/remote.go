@@ -38,7 +38,7 @@ type remote struct {
 	submits   chan *submission
 
 	mu      sync.Mutex
-	pending map[uint64]*submission // sent, awaiting a SubmitResponse
+	pending map[uint64][]*submission // sent in one request, awaiting its SubmitResponse
 	nextID  uint64
 }
 
@@ -47,7 +47,7 @@ func newRemote(t *Transport, m *member, log *slog.Logger) *remote {
 		t: t, id: m.id, endpoint: m.endpoint, serverDER: m.serverDER, log: log,
 		consensus: make(chan *pb.Message, t.c.cfg.SendQueueSize),
 		submits:   make(chan *submission, t.c.cfg.SendQueueSize),
-		pending:   map[uint64]*submission{},
+		pending:   map[uint64][]*submission{},
 	}
 }
 
@@ -186,13 +186,18 @@ func (r *remote) session(ctx context.Context, client clusterpb.ClusterClient) er
 				continue
 			}
 		case s := <-r.submits:
+			batch := r.batch(s)
+			envs := make([][]byte, len(batch))
+			for i, b := range batch {
+				envs[i] = b.env
+			}
 			r.mu.Lock()
 			r.nextID++
 			id := r.nextID
-			r.pending[id] = s
+			r.pending[id] = batch
 			r.mu.Unlock()
 			req = &clusterpb.StepRequest{Payload: &clusterpb.StepRequest_SubmitRequest{
-				SubmitRequest: &clusterpb.SubmitRequest{Channel: r.t.channel, Envelope: s.env, RequestId: id},
+				SubmitRequest: &clusterpb.SubmitRequest{Channel: r.t.channel, Envelopes: envs, RequestId: id},
 			}}
 		}
 		began := time.Now()
@@ -210,31 +215,59 @@ func (r *remote) session(ctx context.Context, client clusterpb.ClusterClient) er
 	}
 }
 
-// answer completes the Forward waiting for a SubmitResponse.
+// batch adds to first the submissions already queued behind it, up to
+// maxSubmitBatch envelopes or half the remote's message size limit: under
+// load a follower's streams forward many envelopes at once, and one message
+// per batch instead of per envelope saves both ends most of the gRPC work.
+func (r *remote) batch(first *submission) []*submission {
+	batch := []*submission{first}
+	size, limit := len(first.env), r.t.c.cfg.MaxMessageSize/2
+	for len(batch) < maxSubmitBatch && size < limit {
+		select {
+		case s := <-r.submits:
+			batch = append(batch, s)
+			size += len(s.env)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// answer completes the Forwards of one request: the remote accepted a prefix
+// of its envelopes, and the status describes the first one it did not.
 func (r *remote) answer(resp *clusterpb.SubmitResponse) {
 	if resp == nil {
 		return
 	}
 	r.mu.Lock()
-	s, ok := r.pending[resp.GetRequestId()]
+	batch, ok := r.pending[resp.GetRequestId()]
 	delete(r.pending, resp.GetRequestId())
 	r.mu.Unlock()
 	if !ok {
 		return
 	}
-	var err error
-	if resp.GetStatus() != clusterpb.SubmitStatus_SUBMIT_STATUS_ACCEPTED {
-		err = fmt.Errorf("%w: node %d: %s: %s", ErrRefused, r.id, resp.GetStatus(), resp.GetInfo())
+	accepted := int(resp.GetAccepted())
+	if resp.GetStatus() == clusterpb.SubmitStatus_SUBMIT_STATUS_ACCEPTED {
+		accepted = len(batch)
 	}
-	s.resp <- err
+	for i, s := range batch {
+		var err error
+		if i >= accepted {
+			err = fmt.Errorf("%w: node %d: %s: %s", ErrRefused, r.id, resp.GetStatus(), resp.GetInfo())
+		}
+		s.resp <- err
+	}
 }
 
 // failPending fails every sent submission still waiting for an answer.
 func (r *remote) failPending(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for id, s := range r.pending {
-		s.resp <- err
+	for id, batch := range r.pending {
+		for _, s := range batch {
+			s.resp <- err
+		}
 		delete(r.pending, id)
 	}
 }

@@ -1,12 +1,15 @@
 package cluster
 
 import (
+	"errors"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cairn-ledger/cairn/internal/channelconfig"
+	"github.com/cairn-ledger/cairn/protos/clusterpb"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
@@ -109,4 +112,28 @@ func TestReportsDroppedMessagesAndSnapshots(t *testing.T) {
 			t.Fatal("snapshot did not arrive")
 		}
 	})
+}
+
+// TestAnswerAcceptedPrefix: a batch the remote accepted only in part
+// completes the accepted prefix and refuses the rest with the remote's reason.
+func TestAnswerAcceptedPrefix(t *testing.T) {
+	r := &remote{id: 2, pending: map[uint64][]*submission{}}
+	batch := make([]*submission, 3)
+	for i := range batch {
+		batch[i] = &submission{env: []byte{byte(i)}, resp: make(chan error, 1)}
+	}
+	r.pending[5] = batch
+	r.answer(&clusterpb.SubmitResponse{RequestId: 5, Status: clusterpb.SubmitStatus_SUBMIT_STATUS_UNAVAILABLE, Info: "leader stepped down", Accepted: 1})
+	if err := <-batch[0].resp; err != nil {
+		t.Fatalf("accepted envelope answered %v", err)
+	}
+	for _, s := range batch[1:] {
+		err := <-s.resp
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "leader stepped down") {
+			t.Fatalf("envelope after the accepted prefix answered %v", err)
+		}
+	}
+	if len(r.pending) != 0 {
+		t.Fatal("answered request still pending")
+	}
 }

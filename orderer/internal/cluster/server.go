@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cairn-ledger/cairn/protos/clusterpb"
 	"go.etcd.io/raft/v3"
@@ -40,7 +41,7 @@ type inbound struct {
 	t       *Transport
 	sender  uint64
 	msg     *pb.Message // a consensus request
-	env     []byte      // a submit request
+	envs    [][]byte    // a submit request's envelopes, in order
 	reqID   uint64
 }
 
@@ -83,13 +84,20 @@ func (c *Cluster) inspect(der []byte, req *clusterpb.StepRequest) (inbound, erro
 			return in, err
 		}
 		in.t, in.sender = t, m.id
-		if len(sr.GetEnvelope()) > c.cfg.MaxMessageSize {
-			return in, fmt.Errorf("%w: envelope of %d bytes, limit %d", ErrTooLarge, len(sr.GetEnvelope()), c.cfg.MaxMessageSize)
+		if len(sr.GetEnvelopes()) == 0 {
+			return in, fmt.Errorf("%w: submit without envelopes", ErrMalformed)
 		}
-		if !wellFormedEnvelope(sr.GetEnvelope()) {
-			return in, fmt.Errorf("%w: forwarded envelope", ErrMalformed)
+		total := 0
+		for i, env := range sr.GetEnvelopes() {
+			total += len(env)
+			if total > c.cfg.MaxMessageSize {
+				return in, fmt.Errorf("%w: forwarded envelopes of more than %d bytes", ErrTooLarge, c.cfg.MaxMessageSize)
+			}
+			if !wellFormedEnvelope(env) {
+				return in, fmt.Errorf("%w: forwarded envelope %d", ErrMalformed, i)
+			}
 		}
-		in.env = sr.GetEnvelope()
+		in.envs = sr.GetEnvelopes()
 		return in, nil
 	default:
 		return inbound{}, fmt.Errorf("%w: empty request", ErrMalformed)
@@ -183,13 +191,15 @@ func (c *Cluster) serve(stream clusterpb.Cluster_StepServer) error {
 
 	var (
 		sendMu sync.Mutex
-		// sem bounds the forwarded envelopes accepted but not yet answered;
-		// submits queues them, in arrival order, for the one goroutine that
-		// hands them to the chain, so a follower's envelopes are ordered in
-		// the order it forwarded them.
-		sem     = make(chan struct{}, maxInflightSubmits)
-		submits = make(chan inbound, maxInflightSubmits)
-		done    = make(chan struct{})
+		// inflight counts the forwarded envelopes accepted but not yet
+		// answered (at most maxInflightSubmits); submits queues their
+		// requests, in arrival order, for the one goroutine that hands them
+		// to the chain, so a follower's envelopes are ordered in the order it
+		// forwarded them. A request holds at least one envelope, so submits
+		// never fills up.
+		inflight atomic.Int64
+		submits  = make(chan inbound, maxInflightSubmits)
+		done     = make(chan struct{})
 	)
 	respond := func(r *clusterpb.SubmitResponse) {
 		sendMu.Lock()
@@ -202,7 +212,7 @@ func (c *Cluster) serve(stream clusterpb.Cluster_StepServer) error {
 		defer close(done)
 		for in := range submits {
 			c.order(ctx, in, respond)
-			<-sem
+			inflight.Add(-int64(len(in.envs)))
 		}
 	}()
 	defer func() {
@@ -236,16 +246,17 @@ func (c *Cluster) serve(stream clusterpb.Cluster_StepServer) error {
 		// Ordering may wait for the chain; consensus traffic on this stream
 		// (which the chain may be waiting for) must keep flowing meanwhile, so
 		// a submit beyond the in-flight bound is refused rather than waited for.
-		select {
-		case sem <- struct{}{}:
+		if n := int64(len(in.envs)); inflight.Load()+n <= maxInflightSubmits {
+			inflight.Add(n)
 			submits <- in
-		default:
+		} else {
 			respond(&clusterpb.SubmitResponse{Channel: in.channel, RequestId: in.reqID, Status: clusterpb.SubmitStatus_SUBMIT_STATUS_UNAVAILABLE, Info: "too many forwarded envelopes in flight"})
 		}
 	}
 }
 
-// order hands one forwarded envelope to its channel's chain and answers it.
+// order hands a request's forwarded envelopes, in order, to their channel's
+// chain and answers how many it accepted.
 func (c *Cluster) order(ctx context.Context, in inbound, respond func(*clusterpb.SubmitResponse)) {
 	resp := &clusterpb.SubmitResponse{Channel: in.channel, RequestId: in.reqID, Status: clusterpb.SubmitStatus_SUBMIT_STATUS_ACCEPTED}
 	ch, ok := c.cfg.Channels.Channel(in.channel)
@@ -256,8 +267,14 @@ func (c *Cluster) order(ctx context.Context, in inbound, respond func(*clusterpb
 	}
 	octx, cancel := context.WithTimeout(ctx, c.cfg.SubmitTimeout)
 	defer cancel()
-	if err := ch.Submit(octx, in.env); err != nil {
-		resp.Status, resp.Info = clusterpb.SubmitStatus_SUBMIT_STATUS_UNAVAILABLE, err.Error()
+	for _, env := range in.envs {
+		if err := ch.Submit(octx, env); err != nil {
+			// Stop at the first refusal: the sender answers the rest
+			// unavailable, and ordering later envelopes would reorder them.
+			resp.Status, resp.Info = clusterpb.SubmitStatus_SUBMIT_STATUS_UNAVAILABLE, err.Error()
+			break
+		}
+		resp.Accepted++
 	}
 	respond(resp)
 }
