@@ -1,6 +1,8 @@
 package chaincode
 
 import (
+	"context"
+	"strings"
 	"testing"
 
 	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
@@ -30,6 +32,7 @@ func FuzzHandleRequest(f *testing.F) {
 		{peer.ChaincodeMessage_GET_QUERY_RESULT, m(&peer.GetQueryResult{Query: "{}"})},
 		{peer.ChaincodeMessage_GET_HISTORY_FOR_KEY, m(&peer.GetHistoryForKey{Key: "k"})},
 		{peer.ChaincodeMessage_INVOKE_CHAINCODE, nil},
+		{peer.ChaincodeMessage_INVOKE_CHAINCODE, m(&peer.ChaincodeSpec{ChaincodeId: &peer.ChaincodeID{Name: "cc/other"}, Input: &peer.ChaincodeInput{Args: [][]byte{[]byte("f")}}})},
 		{peer.ChaincodeMessage_Type(77), []byte{0xff}},
 	}
 	for _, s := range seeds {
@@ -40,7 +43,7 @@ func FuzzHandleRequest(f *testing.F) {
 		defer s.Close()
 		h := &handler{s: s, log: s.log, txs: map[txKey]*txContext{}}
 		world := map[string][]byte{nsKey("ns", "k1"): []byte("v1"), nsKey("ns", "k2"): []byte("v2"), nsKey("ns", "k3"): []byte("v3")}
-		tx, err := h.addTx(Invocation{Namespace: "ns", ChannelID: "c", TxID: "t"}, newMemSim(world))
+		tx, err := h.addTx(context.Background(), Invocation{Namespace: "ns", ChannelID: "c", TxID: "t"}, newMemSim(world), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,6 +56,27 @@ func FuzzHandleRequest(f *testing.F) {
 			if reply.Txid != "t" || reply.ChannelId != "c" {
 				t.Fatalf("reply for %q/%q", reply.ChannelId, reply.Txid)
 			}
+		}
+	})
+}
+
+// FuzzCalleeName splits arbitrary InvokeChaincode targets: the name never
+// keeps a channel or version suffix, and a target without "/" names no
+// channel.
+func FuzzCalleeName(f *testing.F) {
+	for _, seed := range []string{"cc", "cc/ch", "cc:1.0/ch", "cc:1.0", "/ch", "cc/", "a/b/c", ":", ""} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		name, channelID := calleeName(target)
+		if strings.ContainsAny(name, "/:") {
+			t.Fatalf("calleeName(%q) name = %q", target, name)
+		}
+		if !strings.Contains(target, "/") && channelID != "" {
+			t.Fatalf("calleeName(%q) channel = %q", target, channelID)
+		}
+		if !strings.HasPrefix(target, name) {
+			t.Fatalf("calleeName(%q) name %q is not a prefix", target, name)
 		}
 	})
 }

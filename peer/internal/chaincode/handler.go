@@ -36,6 +36,14 @@ type txContext struct {
 	namespace string
 	result    chan *peer.ChaincodeMessage // COMPLETED or ERROR; buffered 1
 
+	// ctx is the execution's context, stored so that chaincode-to-chaincode
+	// calls made from request goroutines share the top-level deadline; it
+	// lives exactly as long as the transaction.
+	ctx      context.Context
+	proposal *peer.SignedProposal
+	callees  Callees
+	depth    int
+
 	// mu serializes simulator access and guards the fields below.
 	mu       sync.Mutex
 	sim      TxSimulator
@@ -69,7 +77,7 @@ func (h *handler) send(ctx context.Context, msg *peer.ChaincodeMessage) error {
 	}
 }
 
-func (h *handler) addTx(inv Invocation, sim TxSimulator) (*txContext, error) {
+func (h *handler) addTx(ctx context.Context, inv Invocation, sim TxSimulator, depth int) (*txContext, error) {
 	key := txKey{inv.ChannelID, inv.TxID}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -80,6 +88,10 @@ func (h *handler) addTx(inv Invocation, sim TxSimulator) (*txContext, error) {
 		key:       key,
 		namespace: inv.Namespace,
 		result:    make(chan *peer.ChaincodeMessage, 1),
+		ctx:       ctx,
+		proposal:  inv.SignedProposal,
+		callees:   inv.Callees,
+		depth:     depth,
 		sim:       sim,
 	}
 	h.txs[key] = tx
@@ -111,7 +123,7 @@ func (h *handler) tx(channelID, txID string) *txContext {
 }
 
 // serve runs one stream from REGISTER to disconnect.
-func (s *Support) serve(stream peer.ChaincodeSupport_RegisterServer) error {
+func (s *Support) serve(stream Stream) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	stopWithRoot := context.AfterFunc(s.ctx, cancel)
@@ -224,7 +236,7 @@ func registration(msg *peer.ChaincodeMessage) (string, error) {
 	return id.GetName(), nil
 }
 
-func (h *handler) sendLoop(ctx context.Context, stream peer.ChaincodeSupport_RegisterServer) {
+func (h *handler) sendLoop(ctx context.Context, stream Stream) {
 	for {
 		select {
 		case msg := <-h.out:
@@ -327,7 +339,8 @@ func (h *handler) handleRequest(msg *peer.ChaincodeMessage) *peer.ChaincodeMessa
 	}
 	payload, err := fn(h.s, tx, msg.GetPayload())
 	if err != nil {
-		return errorReply(msg, fmt.Errorf("%s failed: %w", msg.GetType(), err))
+		// Fabric's phrasing, which chaincode error handling may match on.
+		return errorReply(msg, fmt.Errorf("%s failed: transaction ID: %s: %w", msg.GetType(), msg.GetTxid(), err))
 	}
 	return &peer.ChaincodeMessage{
 		Type:      peer.ChaincodeMessage_RESPONSE,

@@ -35,13 +35,14 @@ type memSim struct {
 	world    map[string][]byte // ns/key -> value
 	meta     map[string]map[string][]byte
 	writes   map[string][]byte // key -> value; nil value = delete
+	nsWrites map[string][]byte // nsKey(ns, key) -> value, for calls across namespaces
 	metaSets map[string]map[string][]byte
 	history  map[string][]*queryresult.KeyModification // only used via histSim
 	failGet  error
 }
 
 func newMemSim(world map[string][]byte) *memSim {
-	return &memSim{world: world, meta: map[string]map[string][]byte{}, writes: map[string][]byte{}, metaSets: map[string]map[string][]byte{}}
+	return &memSim{world: world, meta: map[string]map[string][]byte{}, writes: map[string][]byte{}, nsWrites: map[string][]byte{}, metaSets: map[string]map[string][]byte{}}
 }
 
 func nsKey(ns, key string) string { return ns + "\x00" + key }
@@ -69,10 +70,15 @@ func (m *memSim) SetState(ns, key string, value []byte) error {
 		value = []byte{}
 	}
 	m.writes[key] = value
+	m.nsWrites[nsKey(ns, key)] = value
 	return nil
 }
 
-func (m *memSim) DeleteState(ns, key string) error { m.writes[key] = nil; return nil }
+func (m *memSim) DeleteState(ns, key string) error {
+	m.writes[key] = nil
+	m.nsWrites[nsKey(ns, key)] = nil
+	return nil
+}
 
 func (m *memSim) GetStateRangeScanIterator(ns, start, end string) (ResultsIterator, error) {
 	prefix := ns + "\x00"
@@ -239,13 +245,13 @@ func (p *testPKI) clientTLS(t testing.TB) *tls.Config {
 }
 
 // startServer serves s over mutual TLS on 127.0.0.1:0 until the test ends.
-func startServer(t testing.TB, s *Support, pki *testPKI) string {
+func startServer(t testing.TB, s *Support, pki *testPKI, opts ...grpc.ServerOption) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(pki.serverTLS)))
+	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(pki.serverTLS))}, opts...)...)
 	peer.RegisterChaincodeSupportServer(srv, s)
 	served := make(chan struct{})
 	go func() {

@@ -239,9 +239,9 @@ func TestProtocolFeatures(t *testing.T) {
 			},
 			want: "t1,t2",
 		},
-		{name: "rich query", args: []string{"rich"}, wantErr: "rich queries (GetQueryResult) are not supported"},
+		{name: "rich query", args: []string{"rich"}, wantErr: "ExecuteQuery not supported for leveldb"},
 		{name: "private data", args: []string{"private"}, wantErr: "private data is not supported yet"},
-		{name: "chaincode to chaincode", args: []string{"invoke"}, wantErr: "chaincode-to-chaincode invocation (InvokeChaincode) is not supported yet"},
+		{name: "chaincode to chaincode without callees", args: []string{"invoke"}, wantErr: "chaincode-to-chaincode invocation is not available for this execution"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

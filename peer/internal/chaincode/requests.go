@@ -17,9 +17,9 @@ type requestFunc func(s *Support, tx *txContext, payload []byte) ([]byte, error)
 
 var (
 	errPrivateData = errors.New("private data is not supported yet")
-	errRichQuery   = errors.New("rich queries (GetQueryResult) are not supported: the state database is LevelDB, which only supports key and range queries")
-	errHistory     = errors.New("GetHistoryForKey is not supported yet: the peer's history database is not available")
-	errInvoke      = errors.New("chaincode-to-chaincode invocation (InvokeChaincode) is not supported yet")
+	// Exactly Fabric's LevelDB message, which clients may match on.
+	errRichQuery = errors.New("ExecuteQuery not supported for leveldb")
+	errHistory   = errors.New("GetHistoryForKey is not supported yet: the peer's history database is not available")
 )
 
 // maxOpenQueries bounds the iterators one transaction may hold open.
@@ -54,7 +54,7 @@ func requestHandler(t peer.ChaincodeMessage_Type) (requestFunc, bool) {
 	case peer.ChaincodeMessage_GET_PRIVATE_DATA_HASH, peer.ChaincodeMessage_PURGE_PRIVATE_DATA:
 		return func(*Support, *txContext, []byte) ([]byte, error) { return nil, errPrivateData }, true
 	case peer.ChaincodeMessage_INVOKE_CHAINCODE:
-		return func(*Support, *txContext, []byte) ([]byte, error) { return nil, errInvoke }, true
+		return invokeChaincode, true
 	default:
 		return nil, false
 	}

@@ -7,16 +7,18 @@
 // REGISTER → REGISTERED, READY (whose payload advertises write batching and
 // multi-key reads), then TRANSACTION/INIT out and GET_STATE, PUT_STATE, range
 // queries with pagination, WRITE_BATCH_STATE, GET_STATE_MULTIPLE and the rest
-// back in, until COMPLETED or ERROR ends the transaction. Private data, rich
-// queries, chaincode-to-chaincode calls and (unless the simulator implements
-// HistoryQuerier) key history are answered with clear errors.
+// back in, until COMPLETED or ERROR ends the transaction. INVOKE_CHAINCODE
+// runs another chaincode inside the same transaction, resolved through the
+// Invocation's Callees. Private data, rich queries and (unless the simulator
+// implements HistoryQuerier) key history are answered with clear errors.
 //
 // # Concurrency
 //
-// Support is safe for concurrent use. Each registered stream has one
-// receiving goroutine, one sending goroutine and a bounded number of request
-// goroutines; Register returns only after the request and sending goroutines
-// have stopped, and Close cancels every stream and waits for all goroutines
+// Support is safe for concurrent use. Each registered stream (Register for
+// chaincode that dials the peer, Serve for any stream, such as the peer's
+// client stream to a chaincode server) has one receiving goroutine, one
+// sending goroutine and a bounded number of request goroutines; Register and
+// Serve return only after the request and sending goroutines have stopped, and Close cancels every stream and waits for all goroutines
 // the package started. Any number of transactions may run on one stream at
 // once, keyed by channel and transaction ID. Requests of one transaction are
 // applied to its TxSimulator one at a time, and never after Execute returned,
@@ -80,6 +82,8 @@ var (
 	ErrDuplicateTxID = errors.New("transaction is already executing")
 	// ErrClosed: Support has been closed.
 	ErrClosed = errors.New("chaincode support is closed")
+	// ErrReadOnly: a chaincode called on another channel tried to write there.
+	ErrReadOnly = errors.New("state of another channel is read-only to a chaincode-to-chaincode call")
 )
 
 // Config configures Support. Zero values take the defaults shown.
@@ -103,6 +107,10 @@ type Config struct {
 	// MaxConcurrentRequests bounds the chaincode requests one stream serves
 	// at once; default 128.
 	MaxConcurrentRequests int
+	// MaxCallDepth bounds nested chaincode-to-chaincode calls: a chaincode
+	// called at this depth may not call another; default 8. Fabric has no
+	// bound; recursion there ends only at the execute timeout.
+	MaxCallDepth int
 }
 
 func (c Config) withDefaults() Config {
@@ -127,6 +135,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxConcurrentRequests <= 0 {
 		c.MaxConcurrentRequests = 128
 	}
+	if c.MaxCallDepth <= 0 {
+		c.MaxCallDepth = 8
+	}
 	return c
 }
 
@@ -144,6 +155,24 @@ type Invocation struct {
 	Input          *peer.ChaincodeInput
 	// Init sends INIT instead of TRANSACTION.
 	Init bool
+	// Callees resolves the chaincodes this one invokes (InvokeChaincode);
+	// nil refuses such calls. Nested calls use the same Callees.
+	Callees Callees
+}
+
+// Callees is what a transaction's chaincode-to-chaincode calls need from the
+// peer. The endorser implements it once per proposal, so it can check the
+// proposal's rights and record which chaincodes were called.
+type Callees interface {
+	// Resolve returns the package serving chaincode name on channelID, or
+	// an error refusing the call (chaincode not defined there, system
+	// chaincode, access denied, unknown channel).
+	Resolve(ctx context.Context, channelID, name string) (packageID string, err error)
+	// ChannelState returns a simulator over the committed state of a
+	// channel other than the transaction's, for a callee there; release
+	// is called when the callee finished. What it records is discarded:
+	// Support refuses writes through it and nothing of it is committed.
+	ChannelState(ctx context.Context, channelID, txID string) (sim TxSimulator, release func(), err error)
 }
 
 // Result is what the chaincode returned. A chaincode error is a Result with
@@ -270,13 +299,37 @@ func (s *Support) handler(packageID string) *handler {
 	return s.handlers[packageID]
 }
 
+// Stream is one bidirectional chaincode protocol stream, seen from the peer.
+// Both a peer.ChaincodeSupport_RegisterServer (the chaincode dialled the
+// peer) and a peer.Chaincode_ConnectClient (the peer dialled a chaincode
+// server, chaincode-as-a-service) satisfy it; in both modes the chaincode
+// speaks first with REGISTER.
+type Stream interface {
+	Send(*peer.ChaincodeMessage) error
+	Recv() (*peer.ChaincodeMessage, error)
+	Context() context.Context
+}
+
 // Register serves one chaincode process's stream (peer.ChaincodeSupportServer).
 func (s *Support) Register(stream peer.ChaincodeSupport_RegisterServer) error {
+	return grpcError(s.Serve(stream))
+}
+
+// Serve speaks the chaincode protocol on stream from REGISTER until the
+// stream ends, its context is cancelled or Support is closed. It returns nil
+// when the chaincode disconnected on its own.
+//
+// A blocked Recv can only be ended by ending the RPC, so the goroutine that
+// receives may outlive Serve until it does: a server stream ends when its
+// handler returns, but the owner of a client stream (Chaincode_ConnectClient)
+// must cancel the context it created the stream with once Serve returns, and
+// before or while calling Close, which waits for that goroutine.
+func (s *Support) Serve(stream Stream) error {
 	done := make(chan error, 1)
 	if !s.goTracked(func() { done <- s.serve(stream) }) {
-		return grpcError(ErrClosed)
+		return ErrClosed
 	}
-	return grpcError(<-done)
+	return <-done
 }
 
 // grpcError is the one place this service's errors become gRPC statuses.
@@ -302,7 +355,22 @@ var (
 
 // Execute runs one transaction on the chaincode registered as inv.PackageID,
 // serving its state requests from sim, and returns the chaincode's response.
+// Config.ExecuteTimeout bounds the whole execution, including the
+// chaincodes it calls.
 func (s *Support) Execute(ctx context.Context, inv Invocation, sim TxSimulator) (*Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ExecuteTimeout)
+	defer cancel()
+	reply, err := s.run(ctx, inv, sim, 0)
+	if err != nil {
+		return nil, err
+	}
+	return completion(inv, reply)
+}
+
+// run executes inv at call depth depth (0 for a proposal's chaincode) and
+// returns the chaincode's COMPLETED or ERROR message. ctx carries the
+// deadline of the whole top-level execution.
+func (s *Support) run(ctx context.Context, inv Invocation, sim TxSimulator, depth int) (*peer.ChaincodeMessage, error) {
 	if inv.TxID == "" || inv.Namespace == "" || sim == nil {
 		return nil, errors.New("execute chaincode: invocation needs a TxID, a Namespace and a simulator")
 	}
@@ -310,7 +378,7 @@ func (s *Support) Execute(ctx context.Context, inv Invocation, sim TxSimulator) 
 	if h == nil {
 		return nil, fmt.Errorf("execute %s: %w: %s", inv.Namespace, ErrNotRegistered, inv.PackageID)
 	}
-	tx, err := h.addTx(inv, sim)
+	tx, err := h.addTx(ctx, inv, sim, depth)
 	if err != nil {
 		return nil, err
 	}
@@ -336,18 +404,16 @@ func (s *Support) Execute(ctx context.Context, inv Invocation, sim TxSimulator) 
 		Proposal:  inv.SignedProposal,
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ExecuteTimeout)
-	defer cancel()
 	if err := h.send(ctx, msg); err != nil {
 		return nil, s.executeErr(inv, h, ctx, err)
 	}
 	select {
 	case reply := <-tx.result:
-		return completion(inv, reply)
+		return reply, nil
 	case <-h.done:
 		select {
 		case reply := <-tx.result: // completed just before the stream ended
-			return completion(inv, reply)
+			return reply, nil
 		default:
 		}
 		return nil, s.executeErr(inv, h, ctx, nil)
@@ -396,3 +462,9 @@ func completion(inv Invocation, msg *peer.ChaincodeMessage) (*Result, error) {
 		return &Result{Response: &peer.Response{Status: 500, Message: string(msg.GetPayload())}}, nil
 	}
 }
+
+// Both connection modes' streams can be served.
+var (
+	_ Stream = peer.ChaincodeSupport_RegisterServer(nil)
+	_ Stream = peer.Chaincode_ConnectClient(nil)
+)

@@ -4,6 +4,14 @@
 // process — against the channel state, and returns the response signed by the
 // peer with the resulting read-write set. As in Fabric, failures are answered as
 // ProposalResponses with status 500 and a message, not as gRPC errors.
+//
+// User chaincode may call other chaincodes (InvokeChaincode): the endorser
+// resolves each callee for the chaincode runtime (callees.go) and reports the
+// chaincodes a proposal called in ProposalResponse.Interest, from which a
+// gateway plans whose endorsements the transaction needs.
+//
+// Endorser is safe for concurrent use; each proposal is simulated on its own
+// simulator.
 package endorser
 
 import (
@@ -156,6 +164,7 @@ func (e *Endorser) process(ctx context.Context, prop *envelope.Proposal) (*pb.Pr
 	var (
 		resp  *pb.Response
 		event *pb.ChaincodeEvent
+		cc    *callees // nil for system chaincodes
 	)
 	ccID := &pb.ChaincodeID{Name: prop.ChaincodeName}
 	if sys, ok := e.cfg.System[prop.ChaincodeName]; ok {
@@ -165,6 +174,10 @@ func (e *Endorser) process(ctx context.Context, prop *envelope.Proposal) (*pb.Pr
 		if err != nil {
 			return nil, fmt.Errorf("make sure the chaincode %s has been successfully defined on channel %s and try again: %w", prop.ChaincodeName, prop.ChannelID(), err)
 		}
+		cc = &callees{
+			e: e, channel: ch, channelID: prop.ChannelID(),
+			signed: []policy.SignedData{{Data: data, Identity: ident, Signature: sig}},
+		}
 		res, err := e.cfg.Runtime.Execute(ctx, chaincode.Invocation{
 			PackageID:      pkgID,
 			Namespace:      prop.ChaincodeName,
@@ -172,6 +185,7 @@ func (e *Endorser) process(ctx context.Context, prop *envelope.Proposal) (*pb.Pr
 			TxID:           prop.TxID(),
 			SignedProposal: prop.Signed,
 			Input:          prop.Input,
+			Callees:        cc,
 		}, simulator{sim})
 		if err != nil {
 			return nil, fmt.Errorf("error in simulation: %w", err)
@@ -195,7 +209,27 @@ func (e *Endorser) process(ctx context.Context, prop *envelope.Proposal) (*pb.Pr
 			return nil, fmt.Errorf("marshal simulation results: %w", err)
 		}
 	}
-	return envelope.Endorse(prop, e.cfg.Signer, resp, results, event, ccID)
+	pr, err := envelope.Endorse(prop, e.cfg.Signer, resp, results, event, ccID)
+	if err != nil {
+		return nil, err
+	}
+	pr.Interest = interest(prop.ChaincodeName, cc.called())
+	return pr, nil
+}
+
+// interest is the ChaincodeInterest Fabric returns with an endorsement: the
+// proposal's chaincode and every chaincode it called on the channel. Unlike
+// Fabric, which derives it from the read-write set, collections and
+// state-based endorsement keys are not reported (private data is not
+// supported yet).
+func interest(top string, called []string) *pb.ChaincodeInterest {
+	ci := &pb.ChaincodeInterest{Chaincodes: []*pb.ChaincodeCall{{Name: top}}}
+	for _, name := range called {
+		if name != top {
+			ci.Chaincodes = append(ci.Chaincodes, &pb.ChaincodeCall{Name: name})
+		}
+	}
+	return ci
 }
 
 // CheckACL evaluates the channel policy guarding resource (Fabric's ACL names,
