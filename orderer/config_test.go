@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/cairn-ledger/cairn/internal/cryptogen"
 	"github.com/cairn-ledger/cairn/internal/netconfig"
 	"github.com/cairn-ledger/cairn/orderer/internal/blocksign"
+	"github.com/cairn-ledger/cairn/orderer/internal/chain"
 	"github.com/cairn-ledger/cairn/orderer/internal/participation"
 	fabconfigtx "github.com/hyperledger/fabric-config/configtx"
 	"github.com/hyperledger/fabric-config/configtx/orderer"
@@ -243,6 +245,39 @@ func TestConfigUpdates(t *testing.T) {
 	if got := configBlocks(t, follower); len(got) != 2 {
 		t.Errorf("config blocks %v, want 2", got)
 	}
+
+	// (c) Envelopes checked at an older config sequence (here 0: before both
+	// updates) are checked again by the leader, also when a follower
+	// forwards them: a good one is ordered, one whose signature fails is not.
+	lead = cf.leader(t, 10*time.Second)
+	leaderCh, _ := cf.nodes[lead].o.reg.Channel(channel)
+	followerCh, _ := cf.nodes[(lead+1)%3].o.reg.Channel(channel)
+	if got := leaderCh.ConfigSequence(); got != 2 {
+		t.Fatalf("config sequence %d, want 2", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	good, err := proto.Marshal(cf.tx(t, channel, []byte("stale-good")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := followerCh.Order(ctx, good, 0); err != nil {
+		t.Fatalf("envelope validated at sequence 0 and still valid: %v", err)
+	}
+	bad := cf.tx(t, channel, []byte("stale-bad"))
+	bad.Signature[len(bad.Signature)-2] ^= 0xff
+	badRaw, err := proto.Marshal(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leaderCh.Order(ctx, badRaw, 0); !errors.Is(err, chain.ErrBadMessage) {
+		t.Fatalf("leader ordered an envelope that fails the configuration in force: %v", err)
+	}
+	if err := followerCh.Order(ctx, badRaw, 0); err == nil || !strings.Contains(err.Error(), "bad normal message") {
+		t.Fatalf("follower's forward of an envelope that fails the configuration in force: %v", err)
+	}
+	want = append(want, "stale-good")
+	cf.converge(t, want)
 }
 
 // org3Organization describes Org3MSP (material from cryptogen) as

@@ -301,9 +301,13 @@ type SubmitRequest struct {
 	Envelopes [][]byte `protobuf:"bytes,2,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
 	// request_id is chosen by the sender, unique on its stream, and echoed in
 	// the SubmitResponse.
-	RequestId     uint64 `protobuf:"varint,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RequestId uint64 `protobuf:"varint,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// config_sequence is the channel configuration sequence the sender
+	// validated every one of the envelopes at; the leader validates them again
+	// if its configuration has moved since. A batch never mixes sequences.
+	ConfigSequence uint64 `protobuf:"varint,4,opt,name=config_sequence,json=configSequence,proto3" json:"config_sequence,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SubmitRequest) Reset() {
@@ -353,6 +357,13 @@ func (x *SubmitRequest) GetEnvelopes() [][]byte {
 func (x *SubmitRequest) GetRequestId() uint64 {
 	if x != nil {
 		return x.RequestId
+	}
+	return 0
+}
+
+func (x *SubmitRequest) GetConfigSequence() uint64 {
+	if x != nil {
+		return x.ConfigSequence
 	}
 	return 0
 }
@@ -453,12 +464,13 @@ const file_protos_cluster_proto_rawDesc = "" +
 	"\apayload\"F\n" +
 	"\x10ConsensusRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x18\n" +
-	"\apayload\x18\x02 \x01(\fR\apayload\"f\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\"\x8f\x01\n" +
 	"\rSubmitRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1c\n" +
 	"\tenvelopes\x18\x02 \x03(\fR\tenvelopes\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\x04R\trequestId\"\xb1\x01\n" +
+	"request_id\x18\x03 \x01(\x04R\trequestId\x12'\n" +
+	"\x0fconfig_sequence\x18\x04 \x01(\x04R\x0econfigSequence\"\xb1\x01\n" +
 	"\x0eSubmitResponse\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1d\n" +
 	"\n" +

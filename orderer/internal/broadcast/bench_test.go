@@ -28,7 +28,8 @@ func (c *realChannel) Evaluate(_ string, signed []policy.SignedData) error {
 	return c.p.Evaluate(signed)
 }
 func (c *realChannel) AbsoluteMaxBytes() uint32 { return 10 << 20 }
-func (c *realChannel) Order(context.Context, []byte) error {
+func (c *realChannel) ConfigSequence() uint64   { return 0 }
+func (c *realChannel) Order(context.Context, []byte, uint64) error {
 	c.ordered.Add(1)
 	return nil
 }

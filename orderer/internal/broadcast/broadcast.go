@@ -50,8 +50,11 @@ type Channel interface {
 	Evaluate(path string, signed []policy.SignedData) error
 	// AbsoluteMaxBytes is the channel's BatchSize.AbsoluteMaxBytes.
 	AbsoluteMaxBytes() uint32
-	// Order hands an accepted envelope to the consenter.
-	Order(ctx context.Context, env []byte) error
+	// ConfigSequence is the sequence of the configuration in force.
+	ConfigSequence() uint64
+	// Order hands an envelope accepted at config sequence seq to the
+	// consenter.
+	Order(ctx context.Context, env []byte, seq uint64) error
 	// ProposeConfig authorises a CONFIG_UPDATE against the configuration in
 	// force and returns the CONFIG envelope it produces (signed by the
 	// orderer) and the config sequence it was validated at. Errors matching
@@ -118,8 +121,8 @@ type checked struct {
 	ch        Channel
 	raw       []byte
 	reject    *ab.BroadcastResponse
-	config    bool // raw is a CONFIG envelope validated at config sequence seq
-	seq       uint64
+	config    bool   // raw is a CONFIG envelope
+	seq       uint64 // the config sequence raw was validated at
 }
 
 // Handle serves one stream until the client closes it or it breaks. Every
@@ -207,7 +210,7 @@ func (h *Handler) finish(ctx context.Context, c checked) *ab.BroadcastResponse {
 			if err := c.ch.Configure(ctx, c.raw, c.seq); err != nil {
 				resp = reject(cb.Status_SERVICE_UNAVAILABLE, "cannot order config update on channel %s: %v", c.channelID, err)
 			}
-		} else if err := c.ch.Order(ctx, c.raw); err != nil {
+		} else if err := c.ch.Order(ctx, c.raw, c.seq); err != nil {
 			resp = reject(cb.Status_SERVICE_UNAVAILABLE, "cannot order on channel %s: %v", c.channelID, err)
 		}
 	}
@@ -228,11 +231,31 @@ func reject(status cb.Status, format string, args ...any) *ab.BroadcastResponse 
 // channel, type, size and the Writers policy (signature verification). It is
 // safe to run for many envelopes at once.
 func (h *Handler) check(env *cb.Envelope) checked {
-	id, ch, raw, resp, typ := h.validate(env)
-	if resp == nil && typ == cb.HeaderType_CONFIG_UPDATE {
-		return h.configUpdate(id, ch, env)
+	v := h.validate(env)
+	if v.reject == nil && v.typ == cb.HeaderType_CONFIG_UPDATE {
+		return h.configUpdate(v.channelID, v.ch, env)
 	}
-	return checked{channelID: id, ch: ch, raw: raw, reject: resp}
+	return checked{channelID: v.channelID, ch: v.ch, raw: v.raw, reject: v.reject, seq: v.seq}
+}
+
+// Revalidate checks again, against the configuration in force, a normal
+// envelope (raw, as ordered) that passed the checks at an older config
+// sequence: structure, channel, size and /Channel/Writers (Fabric's
+// ProcessNormalMsg). The chain calls it for envelopes in flight across a
+// config change.
+func (h *Handler) Revalidate(raw []byte) error {
+	env := &cb.Envelope{}
+	if err := proto.Unmarshal(raw, env); err != nil {
+		return fmt.Errorf("envelope: %w", err)
+	}
+	v := h.validate(env)
+	if v.reject != nil {
+		return fmt.Errorf("%s: %s", v.reject.Status, v.reject.Info)
+	}
+	if v.typ == cb.HeaderType_CONFIG_UPDATE {
+		return errors.New("a CONFIG_UPDATE is not a normal envelope")
+	}
+	return nil
 }
 
 // configUpdate turns a CONFIG_UPDATE that passed validate into the CONFIG
@@ -257,61 +280,76 @@ func (h *Handler) configUpdate(id string, ch Channel, env *cb.Envelope) checked 
 	return checked{channelID: id, ch: ch, raw: raw, config: true, seq: seq}
 }
 
+// validated is what validate found out about an envelope.
+type validated struct {
+	channelID string
+	ch        Channel // nil when rejected
+	raw       []byte  // the re-encoded envelope; nil for a CONFIG_UPDATE
+	reject    *ab.BroadcastResponse
+	typ       cb.HeaderType
+	seq       uint64 // the config sequence the checks ran against (or older)
+}
+
 // validate checks an envelope's structure, channel, type, size and Writers
 // signature; it also returns the envelope's header type. A CONFIG_UPDATE that
 // passes is returned without its re-encoding: configUpdate goes on with it.
-func (h *Handler) validate(env *cb.Envelope) (string, Channel, []byte, *ab.BroadcastResponse, cb.HeaderType) {
+func (h *Handler) validate(env *cb.Envelope) validated {
+	fail := func(id string, r *ab.BroadcastResponse) validated { return validated{channelID: id, reject: r} }
 	if env == nil || len(env.Payload) == 0 {
-		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "message was empty"), 0
+		return fail("", reject(cb.Status_BAD_REQUEST, "message was empty"))
 	}
 	payload := &cb.Payload{}
 	if err := proto.Unmarshal(env.Payload, payload); err != nil {
-		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: bad payload: %v", err), 0
+		return fail("", reject(cb.Status_BAD_REQUEST, "could not determine channel ID: bad payload: %v", err))
 	}
 	if payload.Header == nil {
-		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: payload header is missing"), 0
+		return fail("", reject(cb.Status_BAD_REQUEST, "could not determine channel ID: payload header is missing"))
 	}
 	chdr := &cb.ChannelHeader{}
 	if err := proto.Unmarshal(payload.Header.ChannelHeader, chdr); err != nil {
-		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: bad channel header: %v", err), 0
+		return fail("", reject(cb.Status_BAD_REQUEST, "could not determine channel ID: bad channel header: %v", err))
 	}
 	if chdr.ChannelId == "" {
-		return "", nil, nil, reject(cb.Status_BAD_REQUEST, "could not determine channel ID: channel header has no channel ID"), 0
+		return fail("", reject(cb.Status_BAD_REQUEST, "could not determine channel ID: channel header has no channel ID"))
 	}
 	ch, ok := h.channels.Channel(chdr.ChannelId)
 	if !ok {
-		return "", nil, nil, reject(cb.Status_NOT_FOUND, "channel %s does not exist", chdr.ChannelId), 0
+		return fail("", reject(cb.Status_NOT_FOUND, "channel %s does not exist", chdr.ChannelId))
 	}
 	id := chdr.ChannelId
 	switch cb.HeaderType(chdr.Type) {
 	case cb.HeaderType_CONFIG, cb.HeaderType_ORDERER_TRANSACTION:
-		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "message of type %s cannot be broadcast; submit a CONFIG_UPDATE", cb.HeaderType(chdr.Type)), 0
+		return fail(id, reject(cb.Status_BAD_REQUEST, "message of type %s cannot be broadcast; submit a CONFIG_UPDATE", cb.HeaderType(chdr.Type)))
 	}
+	// Read before the checks: should the configuration change while they
+	// run, the envelope is taken as validated at the older sequence and the
+	// leader checks it again, never the other way round.
+	seq := ch.ConfigSequence()
 
 	if size := len(env.Payload) + len(env.Signature); uint64(size) > uint64(ch.AbsoluteMaxBytes()) {
-		return id, nil, nil, reject(cb.Status_REQUEST_ENTITY_TOO_LARGE, "message payload is %d bytes and exceeds maximum allowed %d bytes", size, ch.AbsoluteMaxBytes()), 0
+		return fail(id, reject(cb.Status_REQUEST_ENTITY_TOO_LARGE, "message payload is %d bytes and exceeds maximum allowed %d bytes", size, ch.AbsoluteMaxBytes()))
 	}
 
 	shdr := &cb.SignatureHeader{}
 	if err := proto.Unmarshal(payload.Header.SignatureHeader, shdr); err != nil {
-		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "bad signature header: %v", err), 0
+		return fail(id, reject(cb.Status_BAD_REQUEST, "bad signature header: %v", err))
 	}
 	if len(shdr.Creator) == 0 {
-		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "signature header has no creator"), 0
+		return fail(id, reject(cb.Status_BAD_REQUEST, "signature header has no creator"))
 	}
 	signed := []policy.SignedData{{Data: env.Payload, Identity: shdr.Creator, Signature: env.Signature}}
 	if err := ch.Evaluate(WritersPolicy, signed); err != nil {
 		h.log.Info("broadcast forbidden", "channel", id, "tx.id", chdr.TxId, "error", err.Error(), policy.LogAttr(err))
-		return id, nil, nil, reject(cb.Status_FORBIDDEN, "access denied: %s", policy.Explain(WritersPolicy, err)), 0
+		return fail(id, reject(cb.Status_FORBIDDEN, "access denied: %s", policy.Explain(WritersPolicy, err)))
 	}
 
 	typ := cb.HeaderType(chdr.Type)
 	if typ == cb.HeaderType_CONFIG_UPDATE {
-		return id, ch, nil, nil, typ
+		return validated{channelID: id, ch: ch, typ: typ, seq: seq}
 	}
 	raw, err := proto.Marshal(env)
 	if err != nil {
-		return id, nil, nil, reject(cb.Status_BAD_REQUEST, "cannot re-encode envelope: %v", err), 0
+		return fail(id, reject(cb.Status_BAD_REQUEST, "cannot re-encode envelope: %v", err))
 	}
-	return id, ch, raw, nil, typ
+	return validated{channelID: id, ch: ch, raw: raw, typ: typ, seq: seq}
 }

@@ -13,12 +13,14 @@ import (
 )
 
 type fakeChannel struct {
-	ordered    [][]byte
-	configured []uint64 // config sequences of configured envelopes
-	evalErr    error
-	orderErr   error
-	proposeErr error
-	bigConfig  bool // ProposeConfig returns an envelope over AbsoluteMaxBytes
+	seq         uint64   // the config sequence in force
+	orderedSeqs []uint64 // config sequences ordered envelopes were validated at
+	ordered     [][]byte
+	configured  []uint64 // config sequences of configured envelopes
+	evalErr     error
+	orderErr    error
+	proposeErr  error
+	bigConfig   bool // ProposeConfig returns an envelope over AbsoluteMaxBytes
 }
 
 func (f *fakeChannel) ProposeConfig(update *cb.Envelope) (*cb.Envelope, uint64, error) {
@@ -48,11 +50,13 @@ func (f *fakeChannel) Evaluate(path string, signed []policy.SignedData) error {
 	return f.evalErr
 }
 func (f *fakeChannel) AbsoluteMaxBytes() uint32 { return 200 }
-func (f *fakeChannel) Order(_ context.Context, env []byte) error {
+func (f *fakeChannel) ConfigSequence() uint64   { return f.seq }
+func (f *fakeChannel) Order(_ context.Context, env []byte, seq uint64) error {
 	if f.orderErr != nil {
 		return f.orderErr
 	}
 	f.ordered = append(f.ordered, env)
+	f.orderedSeqs = append(f.orderedSeqs, seq)
 	return nil
 }
 
@@ -139,4 +143,52 @@ func FuzzBroadcastEnvelope(f *testing.F) {
 			t.Fatalf("rejection %s without a message", resp.Status)
 		}
 	})
+}
+
+// TestOrderCarriesConfigSequence: an accepted envelope reaches the consenter
+// with the config sequence its checks ran against, so the leader can tell an
+// envelope validated before a config change.
+func TestOrderCarriesConfigSequence(t *testing.T) {
+	ch := &fakeChannel{seq: 4}
+	h := New(channels{"ch": ch}, nil, nil)
+	if resp := h.Process(context.Background(), envelope("ch", cb.HeaderType_ENDORSER_TRANSACTION, "alice", []byte("d"))); resp.Status != cb.Status_SUCCESS {
+		t.Fatalf("%s %s", resp.Status, resp.Info)
+	}
+	if len(ch.orderedSeqs) != 1 || ch.orderedSeqs[0] != 4 {
+		t.Fatalf("ordered at config sequences %v, want [4]", ch.orderedSeqs)
+	}
+}
+
+// TestRevalidate: the chain's second check of an envelope validated at an
+// older config sequence applies Broadcast's checks to the configuration in
+// force and says why an envelope fails them.
+func TestRevalidate(t *testing.T) {
+	ok := mustMarshal(envelope("ch", cb.HeaderType_ENDORSER_TRANSACTION, "alice", []byte("d")))
+	tests := []struct {
+		name string
+		raw  []byte
+		ch   *fakeChannel
+		want string // "" for no error
+	}{
+		{"still valid", ok, &fakeChannel{}, ""},
+		{"writer no more", ok, &fakeChannel{evalErr: errors.New("Org2MSP is not a member")}, "FORBIDDEN: access denied: policy /Channel/Writers not satisfied: Org2MSP is not a member"},
+		{"too large now", mustMarshal(envelope("ch", cb.HeaderType_ENDORSER_TRANSACTION, "alice", make([]byte, 300))), &fakeChannel{}, "REQUEST_ENTITY_TOO_LARGE"},
+		{"another channel", mustMarshal(envelope("other", cb.HeaderType_ENDORSER_TRANSACTION, "alice", nil)), &fakeChannel{}, "NOT_FOUND"},
+		{"config update", mustMarshal(envelope("ch", cb.HeaderType_CONFIG_UPDATE, "alice", nil)), &fakeChannel{}, "not a normal envelope"},
+		{"garbage", []byte{0x0a, 0x05, 0x01}, &fakeChannel{}, "envelope"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := New(channels{"ch": tt.ch}, nil, nil).Revalidate(tt.raw)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Revalidate: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Revalidate = %v, want an error containing %q", err, tt.want)
+			}
+			if len(tt.ch.ordered) != 0 {
+				t.Fatal("Revalidate ordered an envelope")
+			}
+		})
+	}
 }

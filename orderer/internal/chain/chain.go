@@ -60,6 +60,9 @@ var (
 	ErrNoLeader = errors.New("no raft leader")
 	// ErrStopped: the chain is not running.
 	ErrStopped = errors.New("chain stopped")
+	// ErrBadMessage: an envelope validated against an older configuration
+	// fails against the one in force; it is not ordered.
+	ErrBadMessage = errors.New("bad normal message")
 )
 
 // snapshotCatchUpEntries is how many entries stay in the log behind a snapshot,
@@ -80,8 +83,9 @@ type Transport interface {
 	// Send hands raft messages to their destinations without blocking. Lost
 	// messages are fine: raft retransmits.
 	Send(msgs []*pb.Message)
-	// Forward hands an envelope to the chain of consenter `to` (the leader).
-	Forward(ctx context.Context, to uint64, env []byte) error
+	// Forward hands an envelope, validated at config sequence seq, to the
+	// chain of consenter `to` (the leader).
+	Forward(ctx context.Context, to uint64, env []byte, seq uint64) error
 }
 
 // Puller fetches committed blocks that the raft log no longer holds from other
@@ -233,8 +237,8 @@ const writeQueue = 16
 type submitReq struct {
 	env    []byte
 	size   uint32 // envelopeSize(env), computed by the caller of Order
-	config bool   // a CONFIG envelope, validated at config sequence seq
-	seq    uint64
+	config bool   // a CONFIG envelope
+	seq    uint64 // the config sequence env was validated at
 	resp   chan error
 }
 
@@ -398,11 +402,13 @@ func (c *Chain) Step(ctx context.Context, m *pb.Message) error {
 	}
 }
 
-// Order hands a validated envelope to the consenter: to this node's cutter when
-// it leads, otherwise forwarded to the leader. It returns once the envelope is
+// Order hands an envelope validated at config sequence seq to the consenter:
+// to this node's cutter when it leads, otherwise forwarded to the leader. The
+// leader validates it again if the configuration moved since (Fabric's
+// ProcessNormalMsg in etcdraft's ordered). It returns once the envelope is
 // accepted for ordering, not once it is in a block.
-func (c *Chain) Order(ctx context.Context, env []byte) error {
-	return c.submitEnvelope(ctx, submitReq{env: env})
+func (c *Chain) Order(ctx context.Context, env []byte, seq uint64) error {
+	return c.submitEnvelope(ctx, submitReq{env: env, seq: seq})
 }
 
 // Configure hands a CONFIG envelope, validated against config sequence seq,
@@ -412,14 +418,14 @@ func (c *Chain) Configure(ctx context.Context, env []byte, seq uint64) error {
 	return c.submitEnvelope(ctx, submitReq{env: env, config: true, seq: seq})
 }
 
-// Submit hands an envelope forwarded by another consenter to the chain: a
-// CONFIG envelope is configured (and re-validated, its validation sequence
-// being unknown), anything else ordered.
-func (c *Chain) Submit(ctx context.Context, env []byte) error {
+// Submit hands an envelope another consenter validated at config sequence
+// seq and forwarded to the chain: a CONFIG envelope is configured, anything
+// else ordered.
+func (c *Chain) Submit(ctx context.Context, env []byte, seq uint64) error {
 	if IsConfigEnvelope(env) {
-		return c.Configure(ctx, env, UnknownSequence)
+		return c.Configure(ctx, env, seq)
 	}
-	return c.Order(ctx, env)
+	return c.Order(ctx, env, seq)
 }
 
 func (c *Chain) submitEnvelope(ctx context.Context, req submitReq) error {
@@ -437,7 +443,7 @@ func (c *Chain) submitEnvelope(ctx context.Context, req submitReq) error {
 			return ErrNoLeader
 		case c.cfg.SelfID:
 		default:
-			if err := c.cfg.Transport.Forward(ctx, st.Leader, req.env); err != nil {
+			if err := c.cfg.Transport.Forward(ctx, st.Leader, req.env, req.seq); err != nil {
 				return fmt.Errorf("forward to leader %d: %w", st.Leader, err)
 			}
 			return nil
@@ -587,7 +593,7 @@ func (c *Chain) run(ctx context.Context) error {
 			if req.config {
 				req.resp <- c.orderConfig(req.env, req.seq)
 			} else {
-				req.resp <- c.ordered(req.env, req.size)
+				req.resp <- c.ordered(req.env, req.size, req.seq)
 			}
 		case <-timerC:
 			c.timer = nil
@@ -770,11 +776,25 @@ func (c *Chain) accepting() bool {
 	return c.lastCreated.Number-written < uint64(c.cfg.MaxInflightBlocks)
 }
 
-// ordered runs one envelope of the given envelopeSize through the cutter on
-// the leader.
-func (c *Chain) ordered(env []byte, size uint32) error {
+// ordered runs one envelope of the given envelopeSize, validated at config
+// sequence seq, through the cutter on the leader. An envelope validated
+// against an older configuration is validated again first (its creator may
+// have lost write access), as Fabric's etcdraft chain does; that costs a
+// signature check on this goroutine, but only for envelopes in flight across
+// a config change.
+func (c *Chain) ordered(env []byte, size uint32, seq uint64) error {
 	if !c.isLeader {
 		return errNotLeader
+	}
+	if sup := c.cfg.Support; sup != nil {
+		if current := sup.Bundle().Sequence(); seq != current {
+			if err := sup.ProcessNormal(env); err != nil {
+				if m, ok := c.cfg.Metrics.(RaftMetrics); ok {
+					m.ProposalFailed(c.cfg.ChannelID)
+				}
+				return fmt.Errorf("%w: no longer valid at config sequence %d: %v", ErrBadMessage, current, err)
+			}
+		}
 	}
 	batches, pending := c.cut.Ordered(env, size)
 	for _, b := range batches {

@@ -148,7 +148,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 type noTransport struct{}
 
 func (noTransport) Send([]*pb.Message) {}
-func (noTransport) Forward(context.Context, uint64, []byte) error {
+func (noTransport) Forward(context.Context, uint64, []byte, uint64) error {
 	return errors.New("no other consenters")
 }
 
@@ -245,7 +245,7 @@ func order(t *testing.T, c *Chain, env []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
-		err := c.Order(ctx, env)
+		err := c.Order(ctx, env, 0)
 		if err == nil {
 			return
 		}
@@ -396,11 +396,11 @@ func TestNoLeaderAndStopped(t *testing.T) {
 	n := startChain(t, chainOpts{id: 1, n: 3, dir: t.TempDir(), store: st, clock: clk, tr: noTransport{}, signer: newSigner(t),
 		batch: cutter.Config{MaxMessageCount: 1, PreferredMaxBytes: 10}})
 	waitFor(t, "running", func() bool { return n.chain.Status().Running })
-	if err := n.chain.Order(context.Background(), []byte("x")); !errors.Is(err, ErrNoLeader) {
+	if err := n.chain.Order(context.Background(), []byte("x"), 0); !errors.Is(err, ErrNoLeader) {
 		t.Fatalf("Order without leader: %v", err)
 	}
 	n.stop(t)
-	if err := n.chain.Order(context.Background(), []byte("x")); !errors.Is(err, ErrStopped) {
+	if err := n.chain.Order(context.Background(), []byte("x"), 0); !errors.Is(err, ErrStopped) {
 		t.Fatalf("Order after stop: %v", err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 
 	"github.com/cairn-ledger/cairn/internal/channelconfig"
@@ -17,11 +16,6 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
-
-// UnknownSequence is the config sequence of a config envelope whose
-// validation sequence is not known (one forwarded by another consenter): the
-// leader always re-validates it.
-const UnknownSequence = math.MaxUint64
 
 // ErrEvicted: a committed config block removed this node from the channel's
 // consenters; Run returns it once the node has left the raft group (or gave
@@ -44,6 +38,10 @@ type ConfigSupport interface {
 	// envelope's LastUpdate again against the configuration in force and
 	// returns the new CONFIG envelope, signed by this node.
 	ProcessConfig(env []byte) ([]byte, error)
+	// ProcessNormal re-validates a normal envelope that was validated
+	// against an older configuration (size and /Channel/Writers), as
+	// Fabric's ProcessNormalMsg.
+	ProcessNormal(env []byte) error
 	// ConfigCommitted puts the configuration of a committed config block in
 	// force (policies for broadcast and deliver, endpoints for replication).
 	ConfigCommitted(b *channelconfig.Bundle)

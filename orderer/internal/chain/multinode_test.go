@@ -85,7 +85,7 @@ func (t memTransport) Send(msgs []*pb.Message) {
 	}
 }
 
-func (t memTransport) Forward(ctx context.Context, to uint64, env []byte) error {
+func (t memTransport) Forward(ctx context.Context, to uint64, env []byte, seq uint64) error {
 	t.net.mu.Lock()
 	c, ok := t.net.chains[to]
 	cut := t.net.isolated[t.self] || t.net.isolated[to]
@@ -93,7 +93,7 @@ func (t memTransport) Forward(ctx context.Context, to uint64, env []byte) error 
 	if !ok || cut {
 		return errors.New("unreachable")
 	}
-	return c.Order(ctx, env)
+	return c.Order(ctx, env, seq)
 }
 
 func TestThreeNodesAgreeOnIdenticalBlocks(t *testing.T) {

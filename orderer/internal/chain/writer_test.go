@@ -55,7 +55,7 @@ func TestStoreFailureStopsChain(t *testing.T) {
 	st.fail = diskFull
 	st.mu.Unlock()
 	// The chain may stop before Order returns: either answer is fine.
-	if err := c.Order(t.Context(), envOfSize("lost", 100)); err != nil && !errors.Is(err, ErrStopped) {
+	if err := c.Order(t.Context(), envOfSize("lost", 100), 0); err != nil && !errors.Is(err, ErrStopped) {
 		t.Fatalf("Order: %v", err)
 	}
 	select {

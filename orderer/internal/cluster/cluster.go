@@ -58,7 +58,7 @@ type Channel interface {
 	Step(ctx context.Context, m *pb.Message) error
 	// Submit hands over an envelope another consenter forwarded (a normal
 	// or a config envelope; the chain tells them apart).
-	Submit(ctx context.Context, env []byte) error
+	Submit(ctx context.Context, env []byte, seq uint64) error
 }
 
 // Channels looks up the joined channels.
@@ -335,16 +335,16 @@ func (t *Transport) Send(msgs []*pb.Message) {
 	}
 }
 
-// Forward hands an envelope to consenter `to` for ordering and waits for its
-// answer, at most Config.SubmitTimeout.
-func (t *Transport) Forward(ctx context.Context, to uint64, env []byte) error {
+// Forward hands an envelope validated at config sequence seq to consenter
+// `to` for ordering and waits for its answer, at most Config.SubmitTimeout.
+func (t *Transport) Forward(ctx context.Context, to uint64, env []byte, seq uint64) error {
 	r, ok := t.remotes[to]
 	if !ok {
 		return fmt.Errorf("cluster: %w: node %d on channel %s", ErrUnknownNode, to, t.channel)
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.c.cfg.SubmitTimeout)
 	defer cancel()
-	return r.submit(ctx, env)
+	return r.submit(ctx, env, seq)
 }
 
 // lookup finds the consenter of channel ch holding certificate der, and the

@@ -73,6 +73,7 @@ type fakeChannel struct {
 	orderErr error
 	ordered  chan []byte
 	hold     chan struct{} // when set, Submit waits for it to close
+	seqs     []uint64      // config sequences of the submitted envelopes
 }
 
 func newFakeChannel() *fakeChannel {
@@ -84,7 +85,7 @@ func (f *fakeChannel) Step(_ context.Context, m *pb.Message) error {
 	return nil
 }
 
-func (f *fakeChannel) Submit(ctx context.Context, env []byte) error {
+func (f *fakeChannel) Submit(ctx context.Context, env []byte, seq uint64) error {
 	f.mu.Lock()
 	err, hold := f.orderErr, f.hold
 	f.mu.Unlock()
@@ -99,6 +100,9 @@ func (f *fakeChannel) Submit(ctx context.Context, env []byte) error {
 		return err
 	}
 	f.ordered <- env
+	f.mu.Lock()
+	f.seqs = append(f.seqs, seq)
+	f.mu.Unlock()
 	return nil
 }
 
@@ -281,22 +285,27 @@ func TestSendAndForward(t *testing.T) {
 
 	env, _ := proto.Marshal(&cb.Envelope{Payload: []byte("tx"), Signature: []byte("sig")})
 	ctx := context.Background()
-	if err := ta.Forward(ctx, 2, env); err != nil {
+	if err := ta.Forward(ctx, 2, env, 5); err != nil {
 		t.Fatalf("Forward: %v", err)
 	}
 	if got := <-pb1.ch.ordered; string(got) != string(env) {
 		t.Fatal("forwarded envelope changed")
 	}
 	pb1.ch.mu.Lock()
+	if len(pb1.ch.seqs) != 1 || pb1.ch.seqs[0] != 5 {
+		t.Fatalf("forwarded envelope reached the chain with config sequences %v, want [5]", pb1.ch.seqs)
+	}
+	pb1.ch.mu.Unlock()
+	pb1.ch.mu.Lock()
 	pb1.ch.orderErr = errors.New("no raft leader")
 	pb1.ch.mu.Unlock()
-	if err := ta.Forward(ctx, 2, env); !errors.Is(err, ErrRefused) {
+	if err := ta.Forward(ctx, 2, env, 5); !errors.Is(err, ErrRefused) {
 		t.Fatalf("Forward to a node that cannot order: %v", err)
 	}
-	if err := ta.Forward(ctx, 2, []byte{0xff}); !errors.Is(err, ErrRefused) {
+	if err := ta.Forward(ctx, 2, []byte{0xff}, 5); !errors.Is(err, ErrRefused) {
 		t.Fatalf("Forward of garbage: %v", err)
 	}
-	if err := ta.Forward(ctx, 9, env); !errors.Is(err, ErrUnknownNode) {
+	if err := ta.Forward(ctx, 9, env, 5); !errors.Is(err, ErrUnknownNode) {
 		t.Fatalf("Forward to an unknown node: %v", err)
 	}
 
@@ -308,7 +317,7 @@ func TestSendAndForward(t *testing.T) {
 	pb1.ch.mu.Unlock()
 	results := make(chan error, maxInflightSubmits+1)
 	for range maxInflightSubmits + 1 {
-		go func() { results <- ta.Forward(ctx, 2, env) }()
+		go func() { results <- ta.Forward(ctx, 2, env, 5) }()
 	}
 	select {
 	case err := <-results:
@@ -367,7 +376,7 @@ func TestForwardTimesOutWhenRemoteIsDown(t *testing.T) {
 	lis.Close()
 	tr := c.Transport("ch", 1, map[uint64]channelconfig.Consenter{1: a.consenter(dead), 2: b.consenter(dead)})
 	start := time.Now()
-	if err := tr.Forward(context.Background(), 2, []byte("x")); !errors.Is(err, context.DeadlineExceeded) {
+	if err := tr.Forward(context.Background(), 2, []byte("x"), 0); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Forward: %v", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {

@@ -20,6 +20,7 @@ import (
 // submission is a Forward waiting for the remote's answer.
 type submission struct {
 	env  []byte
+	seq  uint64     // the config sequence env was validated at
 	resp chan error // buffered 1
 }
 
@@ -36,6 +37,10 @@ type remote struct {
 	// every entry) happens on the stream's goroutine, not the chain's.
 	consensus chan *pb.Message
 	submits   chan *submission
+	// carry is a submission batch took from submits but could not add to
+	// its batch (another config sequence); the next request starts with it.
+	// Only the session goroutine touches it.
+	carry *submission
 
 	mu      sync.Mutex
 	pending map[uint64][]*submission // sent in one request, awaiting its SubmitResponse
@@ -77,9 +82,10 @@ func (r *remote) consensusRequest(m *pb.Message) *clusterpb.StepRequest {
 	}}
 }
 
-// submit queues an envelope and waits for the remote's answer.
-func (r *remote) submit(ctx context.Context, env []byte) error {
-	s := &submission{env: env, resp: make(chan error, 1)}
+// submit queues an envelope validated at config sequence seq and waits for
+// the remote's answer.
+func (r *remote) submit(ctx context.Context, env []byte, seq uint64) error {
+	s := &submission{env: env, seq: seq, resp: make(chan error, 1)}
 	select {
 	case r.submits <- s:
 	case <-ctx.Done():
@@ -112,7 +118,13 @@ func (r *remote) tlsConfig() *tls.Config {
 }
 
 func (r *remote) run(ctx context.Context) {
-	defer r.failPending(ErrStreamBroken)
+	defer func() {
+		r.failPending(ErrStreamBroken)
+		if r.carry != nil {
+			r.carry.resp <- ErrStreamBroken
+			r.carry = nil
+		}
+	}()
 	conn, err := comm.Dial(r.endpoint, r.tlsConfig(), r.t.c.cfg.DialOptions...)
 	if err != nil {
 		r.log.Error("cannot create connection to consenter", "err", err)
@@ -176,6 +188,13 @@ func (r *remote) session(ctx context.Context, client clusterpb.ClusterClient) er
 			req *clusterpb.StepRequest
 			msg *pb.Message // the raft message req carries, if any
 		)
+		submits := r.submits
+		if r.carry != nil {
+			// A submission is waiting already: take it without blocking.
+			ready := make(chan *submission, 1)
+			ready <- r.carry
+			r.carry, submits = nil, ready
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -185,7 +204,7 @@ func (r *remote) session(ctx context.Context, client clusterpb.ClusterClient) er
 			if req = r.consensusRequest(msg); req == nil {
 				continue
 			}
-		case s := <-r.submits:
+		case s := <-submits:
 			batch := r.batch(s)
 			envs := make([][]byte, len(batch))
 			for i, b := range batch {
@@ -197,7 +216,7 @@ func (r *remote) session(ctx context.Context, client clusterpb.ClusterClient) er
 			r.pending[id] = batch
 			r.mu.Unlock()
 			req = &clusterpb.StepRequest{Payload: &clusterpb.StepRequest_SubmitRequest{
-				SubmitRequest: &clusterpb.SubmitRequest{Channel: r.t.channel, Envelopes: envs, RequestId: id},
+				SubmitRequest: &clusterpb.SubmitRequest{Channel: r.t.channel, Envelopes: envs, RequestId: id, ConfigSequence: s.seq},
 			}}
 		}
 		began := time.Now()
@@ -215,16 +234,21 @@ func (r *remote) session(ctx context.Context, client clusterpb.ClusterClient) er
 	}
 }
 
-// batch adds to first the submissions already queued behind it, up to
-// maxSubmitBatch envelopes or half the remote's message size limit: under
-// load a follower's streams forward many envelopes at once, and one message
-// per batch instead of per envelope saves both ends most of the gRPC work.
+// batch adds to first the submissions already queued behind it that were
+// validated at the same config sequence, up to maxSubmitBatch envelopes or
+// half the remote's message size limit: under load a follower's streams
+// forward many envelopes at once, and one message per batch instead of per
+// envelope saves both ends most of the gRPC work.
 func (r *remote) batch(first *submission) []*submission {
 	batch := []*submission{first}
 	size, limit := len(first.env), r.t.c.cfg.MaxMessageSize/2
 	for len(batch) < maxSubmitBatch && size < limit {
 		select {
 		case s := <-r.submits:
+			if s.seq != first.seq {
+				r.carry = s
+				return batch
+			}
 			batch = append(batch, s)
 			size += len(s.env)
 		default:

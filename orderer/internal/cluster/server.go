@@ -42,6 +42,7 @@ type inbound struct {
 	sender  uint64
 	msg     *pb.Message // a consensus request
 	envs    [][]byte    // a submit request's envelopes, in order
+	seq     uint64      // the config sequence envs were validated at
 	reqID   uint64
 }
 
@@ -97,7 +98,7 @@ func (c *Cluster) inspect(der []byte, req *clusterpb.StepRequest) (inbound, erro
 				return in, fmt.Errorf("%w: forwarded envelope %d", ErrMalformed, i)
 			}
 		}
-		in.envs = sr.GetEnvelopes()
+		in.envs, in.seq = sr.GetEnvelopes(), sr.GetConfigSequence()
 		return in, nil
 	default:
 		return inbound{}, fmt.Errorf("%w: empty request", ErrMalformed)
@@ -268,7 +269,7 @@ func (c *Cluster) order(ctx context.Context, in inbound, respond func(*clusterpb
 	octx, cancel := context.WithTimeout(ctx, c.cfg.SubmitTimeout)
 	defer cancel()
 	for _, env := range in.envs {
-		if err := ch.Submit(octx, env); err != nil {
+		if err := ch.Submit(octx, env, in.seq); err != nil {
 			// Stop at the first refusal: the sender answers the rest
 			// unavailable, and ordering later envelopes would reorder them.
 			resp.Status, resp.Info = clusterpb.SubmitStatus_SUBMIT_STATUS_UNAVAILABLE, err.Error()

@@ -54,6 +54,7 @@ import (
 	"github.com/cairn-ledger/cairn/internal/envelope"
 	"github.com/cairn-ledger/cairn/internal/policy"
 	"github.com/cairn-ledger/cairn/orderer/internal/blocksign"
+	"github.com/cairn-ledger/cairn/orderer/internal/broadcast"
 	"github.com/cairn-ledger/cairn/orderer/internal/chain"
 	"github.com/cairn-ledger/cairn/orderer/internal/cutter"
 	"github.com/cairn-ledger/cairn/orderer/internal/participation"
@@ -892,23 +893,28 @@ func (ch *Channel) Evaluate(path string, signed []policy.SignedData) error {
 // AbsoluteMaxBytes is the channel's largest accepted envelope.
 func (ch *Channel) AbsoluteMaxBytes() uint32 { return ch.bundle.Load().Orderer().AbsoluteMaxBytes }
 
-// Order hands an envelope to the channel's consenter.
-func (ch *Channel) Order(ctx context.Context, env []byte) error {
+// ConfigSequence is the sequence of the configuration in force.
+func (ch *Channel) ConfigSequence() uint64 { return ch.bundle.Load().Sequence() }
+
+// Order hands an envelope validated at config sequence seq to the channel's
+// consenter.
+func (ch *Channel) Order(ctx context.Context, env []byte, seq uint64) error {
 	c := ch.chain.Load()
 	if c == nil {
 		return ErrFollower
 	}
-	return c.Order(ctx, env)
+	return c.Order(ctx, env, seq)
 }
 
-// Submit hands an envelope another consenter forwarded to the channel's
-// chain, which tells config envelopes from others (for the cluster transport).
-func (ch *Channel) Submit(ctx context.Context, env []byte) error {
+// Submit hands an envelope another consenter validated at config sequence
+// seq and forwarded to the channel's chain, which tells config envelopes
+// from others (for the cluster transport).
+func (ch *Channel) Submit(ctx context.Context, env []byte, seq uint64) error {
 	c := ch.chain.Load()
 	if c == nil {
 		return ErrFollower
 	}
-	return c.Submit(ctx, env)
+	return c.Submit(ctx, env, seq)
 }
 
 // ProposeConfig authorises a CONFIG_UPDATE envelope against the
@@ -961,7 +967,7 @@ func (ch *Channel) Step(ctx context.Context, m *pb.Message) error {
 type noTransport struct{}
 
 func (noTransport) Send([]*pb.Message) {}
-func (noTransport) Forward(context.Context, uint64, []byte) error {
+func (noTransport) Forward(context.Context, uint64, []byte, uint64) error {
 	return errors.New("no cluster transport configured")
 }
 
@@ -1002,6 +1008,23 @@ func (s support) ProcessConfig(raw []byte) ([]byte, error) {
 	return out, nil
 }
 
+// ProcessNormal re-validates a normal envelope against the configuration in
+// force with Broadcast's own checks (Fabric's ProcessNormalMsg).
+func (s support) ProcessNormal(raw []byte) error {
+	return broadcast.New(ownChannel{s.ch}, nil, nil).Revalidate(raw)
+}
+
+// ownChannel resolves only the channel itself: an envelope naming another
+// channel fails revalidation as NOT_FOUND.
+type ownChannel struct{ ch *Channel }
+
+func (o ownChannel) Channel(id string) (broadcast.Channel, bool) {
+	if id != o.ch.id {
+		return nil, false
+	}
+	return o.ch, true
+}
+
 func (s support) ConfigCommitted(b *channelconfig.Bundle) {
 	s.ch.bundle.Store(b)
 }
@@ -1038,8 +1061,8 @@ func (l *links) current() chain.Transport {
 
 func (l *links) Send(msgs []*pb.Message) { l.current().Send(msgs) }
 
-func (l *links) Forward(ctx context.Context, to uint64, env []byte) error {
-	return l.current().Forward(ctx, to, env)
+func (l *links) Forward(ctx context.Context, to uint64, env []byte, seq uint64) error {
+	return l.current().Forward(ctx, to, env, seq)
 }
 
 func (l *links) SetReporter(r chain.Reporter) {
