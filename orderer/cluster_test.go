@@ -190,6 +190,7 @@ func (cf *clusterFixture) broadcast(t *testing.T, values []string) {
 			if res.Status != cb.Status_SERVICE_UNAVAILABLE || time.Now().After(deadline) {
 				t.Fatalf("broadcast %s: %v %s", v, res.Status, res.Info)
 			}
+			t.Logf("broadcast %s: %v %s; retrying", v, res.Status, res.Info)
 			time.Sleep(50 * time.Millisecond)
 		}
 	}

@@ -564,3 +564,66 @@ func TestMembershipChange(t *testing.T) {
 		}
 	}
 }
+
+// TestConsenterRemovalKeepsQuorum: with one of three consenters down, the
+// leader refuses to remove a live one (the two left would need both, and
+// only one is up: Fabric's avoidable quorum loss) with an explaining
+// message, but removes the dead one, and the two remaining nodes go on
+// ordering.
+func TestConsenterRemovalKeepsQuorum(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts several orderers")
+	}
+	cf := newClusterFixture(t, 3, false)
+	for i, cfg := range cf.cfgs {
+		cf.nodes[i] = start(t, cfg)
+	}
+	defer cf.stopAll(t)
+	cf.joinAll(t)
+	lead := cf.leader(t, 10*time.Second)
+	before := seq("before", 3)
+	cf.broadcast(t, before)
+	cf.converge(t, before)
+
+	down, alive := (lead+1)%3, (lead+2)%3
+	cf.nodes[down].stop(t)
+	cf.nodes[down] = nil
+	// raft's CheckQuorum forgets the stopped node's activity after an election
+	// timeout; give it two.
+	time.Sleep(2 * electionTick * tickInterval)
+
+	admin := loadIdentity(t, cf.layout, false, "OrdererMSP", ordDomain, cryptogen.AdminUser)
+	client := cf.dial(t, cf.nodes[lead].o.Addrs().Broadcast)
+	removal := func(i int) *cb.Envelope {
+		current, _ := lastConfig(t, cf.nodes[lead])
+		tx := fabconfigtx.New(current)
+		if err := tx.Orderer().RemoveConsenter(cf.consenterOf(t, i)); err != nil {
+			t.Fatal(err)
+		}
+		env, err := configtx.NewUpdateEnvelope(channel, current, tx.UpdatedConfig(), admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	st, info := sendOnce(client, removal(alive))
+	if st != cb.Status_SERVICE_UNAVAILABLE || !strings.Contains(info, "2 out of 3 nodes are alive, configuration will result in quorum loss") {
+		t.Fatalf("removing a live consenter while another is down: %v %q, want SERVICE_UNAVAILABLE about quorum loss", st, info)
+	}
+	t.Logf("refused: %s", info)
+	if res := sendUntilAccepted(t, client, removal(down)); res.Status != cb.Status_SUCCESS {
+		t.Fatalf("removing the dead consenter: %v %q", res.Status, res.Info)
+	}
+	waitUntil(t, 10*time.Second, "the config block on both live nodes", func() bool {
+		return len(configBlocks(t, cf.nodes[lead])) == 1 && len(configBlocks(t, cf.nodes[alive])) == 1
+	})
+	// Straight to the leader: forwards across the membership change are
+	// exercised by TestMembershipChange.
+	after := seq("after", 3)
+	for _, v := range after {
+		if res := sendUntilAccepted(t, client, cf.tx(t, channel, []byte(v))); res.Status != cb.Status_SUCCESS {
+			t.Fatalf("broadcast %s to the remaining leader: %v %q", v, res.Status, res.Info)
+		}
+	}
+	cf.converge(t, append(before, after...))
+}

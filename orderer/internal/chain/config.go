@@ -63,6 +63,39 @@ type Membership struct {
 	IDs    []uint64
 	Next   uint64
 	Change *pb.ConfChange // nil: no raft change (none, or a rotation)
+	// Rotated is the raft ID of a consenter whose endpoint or certificates
+	// change (it must reconnect); 0 if none.
+	Rotated uint64
+}
+
+// UnacceptableQuorumLoss reports whether applying m while only the consenters
+// in active (by raft ID, this node included) are reachable would leave the
+// new consenter set without a quorum that could have been kept — Fabric's
+// rule (MembershipChanges.UnacceptableQuorumLoss): an added node does not
+// count until it has caught up, a rotated one is away while it reconnects,
+// and a removed one is gone. Growing a one- or two-node set cannot keep a
+// quorum anyway, so it is allowed.
+func (m Membership) UnacceptableQuorumLoss(active map[uint64]bool) bool {
+	quorum := len(m.IDs)/2 + 1
+	faultTolerant := len(m.IDs) > 2
+	count := func(except uint64) int {
+		n := 0
+		for id, ok := range active {
+			if ok && id != except && slices.Contains(m.IDs, id) {
+				n++
+			}
+		}
+		return n
+	}
+	switch {
+	case m.Change != nil && m.Change.GetType() == pb.ConfChangeType_ConfChangeAddNode:
+		return faultTolerant && count(0) < quorum
+	case m.Rotated != 0:
+		return faultTolerant && count(m.Rotated) < quorum
+	case m.Change != nil && m.Change.GetType() == pb.ConfChangeType_ConfChangeRemoveNode:
+		return count(m.Change.GetNodeId()) < quorum
+	}
+	return false
 }
 
 // ComputeMembership maps the consenters of a new configuration onto raft IDs,
@@ -99,6 +132,7 @@ func ComputeMembership(ids []uint64, old, next []channelconfig.Consenter, nextID
 	switch {
 	case added >= 0 && removed >= 0: // rotation: same node, new endpoint or certificates
 		m.IDs[added] = ids[removed]
+		m.Rotated = ids[removed]
 	case added >= 0:
 		m.IDs[added] = nextID
 		m.Next = nextID + 1
@@ -240,6 +274,15 @@ func (c *Chain) orderConfig(env []byte, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("config message: %w", err)
 	}
+	if active := c.activeConsenters(); mem.UnacceptableQuorumLoss(active) {
+		n := 0
+		for _, ok := range active {
+			if ok {
+				n++
+			}
+		}
+		return fmt.Errorf("%d out of %d nodes are alive, configuration will result in quorum loss", n, len(c.cfg.Consenters))
+	}
 	if mem.Change != nil && mem.Change.GetType() == pb.ConfChangeType_ConfChangeRemoveNode && mem.Change.GetNodeId() == c.cfg.SelfID {
 		return c.abdicate()
 	}
@@ -254,6 +297,19 @@ func (c *Chain) orderConfig(env []byte, seq uint64) error {
 	c.configInflight = true
 	c.log.Info("config block proposed", "block", c.lastCreated.Number, "config_sequence", next.Sequence(), "consenters", mem.IDs)
 	return nil
+}
+
+// activeConsenters are the voters the leader heard from recently (raft's
+// RecentActive, which CheckQuorum resets every election timeout), itself
+// included.
+func (c *Chain) activeConsenters() map[uint64]bool {
+	active := map[uint64]bool{c.cfg.SelfID: true}
+	for id, pr := range c.rn.Status().Progress {
+		if pr.RecentActive {
+			active[id] = true
+		}
+	}
+	return active
 }
 
 // abdicate hands leadership to the most up-to-date other voter before an

@@ -58,6 +58,56 @@ func TestComputeMembership(t *testing.T) {
 			if !slices.Equal(m.IDs, tt.wantIDs) || m.Next != tt.wantNext || !proto.Equal(m.Change, tt.change) {
 				t.Fatalf("got IDs %v next %d change %v, want %v %d %v", m.IDs, m.Next, m.Change, tt.wantIDs, tt.wantNext, tt.change)
 			}
+			if wantRotated := uint64(0); tt.name == "rotated keeps the ID" {
+				wantRotated = 2
+				if m.Rotated != wantRotated {
+					t.Fatalf("rotated %d, want %d", m.Rotated, wantRotated)
+				}
+			} else if m.Rotated != 0 {
+				t.Fatalf("rotated %d, want none", m.Rotated)
+			}
+		})
+	}
+}
+
+// TestUnacceptableQuorumLoss follows Fabric's etcdraft quorum check: a
+// change is refused when the nodes alive now could not form a quorum of the
+// new set, unless no quorum could be kept anyway.
+func TestUnacceptableQuorumLoss(t *testing.T) {
+	add := &pb.ConfChange{Type: pb.ConfChangeType_ConfChangeAddNode.Enum(), NodeId: proto.Uint64(4)}
+	remove := func(id uint64) *pb.ConfChange {
+		return &pb.ConfChange{Type: pb.ConfChangeType_ConfChangeRemoveNode.Enum(), NodeId: proto.Uint64(id)}
+	}
+	alive := func(ids ...uint64) map[uint64]bool {
+		m := map[uint64]bool{}
+		for _, id := range ids {
+			m[id] = true
+		}
+		return m
+	}
+	tests := []struct {
+		name   string
+		m      Membership
+		active map[uint64]bool
+		want   bool
+	}{
+		{"add to 3 with all alive", Membership{IDs: []uint64{1, 2, 3, 4}, Change: add}, alive(1, 2, 3), false},
+		{"add to 3 with one down", Membership{IDs: []uint64{1, 2, 3, 4}, Change: add}, alive(1, 2), true},
+		{"add to 1 (no fault tolerance either way)", Membership{IDs: []uint64{1, 4}, Change: add}, alive(1), false},
+		{"add to 2 with both alive", Membership{IDs: []uint64{1, 2, 4}, Change: add}, alive(1, 2), false},
+		{"add to 2 with one down", Membership{IDs: []uint64{1, 2, 4}, Change: add}, alive(1), true},
+		{"remove a live node of 3", Membership{IDs: []uint64{1, 3}, Change: remove(2)}, alive(1, 2, 3), false},
+		{"remove a live node while another is down", Membership{IDs: []uint64{1, 3}, Change: remove(2)}, alive(1, 2), true},
+		{"remove the dead node", Membership{IDs: []uint64{1, 2}, Change: remove(3)}, alive(1, 2), false},
+		{"rotate with all alive", Membership{IDs: []uint64{1, 2, 3}, Rotated: 2}, alive(1, 2, 3), false},
+		{"rotate while another is down", Membership{IDs: []uint64{1, 2, 3}, Rotated: 2}, alive(1, 2), true},
+		{"no change", Membership{IDs: []uint64{1, 2, 3}}, alive(1), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.m.UnacceptableQuorumLoss(tt.active); got != tt.want {
+				t.Fatalf("UnacceptableQuorumLoss = %v, want %v", got, tt.want)
+			}
 		})
 	}
 }
