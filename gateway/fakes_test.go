@@ -25,6 +25,8 @@ import (
 	"github.com/cairn-ledger/cairn/internal/envelope"
 	"github.com/cairn-ledger/cairn/internal/policy"
 	"github.com/hyperledger/fabric-protos-go-apiv2/common"
+	"github.com/hyperledger/fabric-protos-go-apiv2/ledger/rwset"
+	"github.com/hyperledger/fabric-protos-go-apiv2/ledger/rwset/kvrwset"
 	"github.com/hyperledger/fabric-protos-go-apiv2/msp"
 	ab "github.com/hyperledger/fabric-protos-go-apiv2/orderer"
 	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
@@ -153,16 +155,33 @@ func (s *signer) Sign(msg []byte) ([]byte, error) {
 //	peerfail          peer error: 500 without payload
 //	emit <name> <v>   returns v and emits event name with payload v
 //	conflict…         like emit/echo, but the fake orderer commits it as MVCC_READ_CONFLICT
+//	write <k>…        writes keys k… of the invoked chaincode's namespace
+//	call <cc>         reports (Interest) that it called chaincode cc
+//
+// down makes every call a peer error (retryable); skew makes its results
+// differ from every other endorser's.
 type fakeEndorser struct {
-	signer *signer
-	calls  int
+	signer envelope.Signer
 	mu     sync.Mutex
+	calls  int
+	down   bool
+	skew   bool
+}
+
+func (e *fakeEndorser) callCount() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.calls
 }
 
 func (e *fakeEndorser) ProcessProposal(ctx context.Context, sp *peer.SignedProposal) (*peer.ProposalResponse, error) {
 	e.mu.Lock()
 	e.calls++
+	down, skew := e.down, e.skew
 	e.mu.Unlock()
+	if down {
+		return &peer.ProposalResponse{Response: &peer.Response{Status: 500, Message: "peer is down for maintenance"}}, nil
+	}
 	p, err := envelope.UnpackProposal(sp)
 	if err != nil {
 		return &peer.ProposalResponse{Response: &peer.Response{Status: 500, Message: err.Error()}}, nil
@@ -176,7 +195,9 @@ func (e *fakeEndorser) ProcessProposal(ctx context.Context, sp *peer.SignedPropo
 	}
 	fn := string(arg(0))
 	resp := &peer.Response{Status: 200, Payload: arg(1)}
+	results := []byte("rwset")
 	var event *peer.ChaincodeEvent
+	var interest *peer.ChaincodeInterest
 	switch strings.TrimPrefix(fn, "conflict") {
 	case "fail":
 		resp = &peer.Response{Status: 500, Message: "boom: " + string(arg(1))}
@@ -185,8 +206,24 @@ func (e *fakeEndorser) ProcessProposal(ctx context.Context, sp *peer.SignedPropo
 	case "emit":
 		resp = &peer.Response{Status: 200, Payload: arg(2)}
 		event = &peer.ChaincodeEvent{ChaincodeId: p.ChaincodeName, TxId: p.TxID(), EventName: string(arg(1)), Payload: arg(2)}
+	case "write":
+		kv := &kvrwset.KVRWSet{}
+		for _, k := range args[1:] {
+			kv.Writes = append(kv.Writes, &kvrwset.KVWrite{Key: string(k), Value: []byte("v")})
+		}
+		rawKV, _ := proto.Marshal(kv)
+		results, _ = proto.Marshal(&rwset.TxReadWriteSet{DataModel: rwset.TxReadWriteSet_KV, NsRwset: []*rwset.NsReadWriteSet{{Namespace: p.ChaincodeName, Rwset: rawKV}}})
+	case "call":
+		interest = &peer.ChaincodeInterest{Chaincodes: []*peer.ChaincodeCall{{Name: p.ChaincodeName}, {Name: string(arg(1))}}}
 	}
-	return envelope.Endorse(p, e.signer, resp, []byte("rwset"), event, &peer.ChaincodeID{Name: p.ChaincodeName, Version: "1"})
+	if skew {
+		resp = &peer.Response{Status: 200, Payload: []byte("skewed")}
+	}
+	pr, err := envelope.Endorse(p, e.signer, resp, results, event, &peer.ChaincodeID{Name: p.ChaincodeName, Version: "1"})
+	if pr != nil {
+		pr.Interest = interest
+	}
+	return pr, err
 }
 
 // fakeLedger is an in-memory committed chain.

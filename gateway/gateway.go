@@ -7,9 +7,19 @@
 // official fabric-gateway client SDKs classify failures as they would against
 // Fabric.
 //
+// Endorsement planning follows Fabric's gateway: Endorse runs the proposal on
+// a peer of the gateway's organisation first, derives from that endorsement
+// the policies validation will check (the chaincode's, the key-level
+// policies of the keys it writes, those of the chaincodes it called, and for
+// _lifecycle the organisation's or the LifecycleEndorsement policy), plans
+// the layouts of peers that satisfy them (internal/plan) from the channel's
+// membership (Config.Network), and asks the peers of one layout in parallel,
+// retrying another peer of the same organisation group on failure. Evaluate
+// prefers the gateway's organisation, highest ledger height first.
+//
 // Concurrency: a *Server is safe for concurrent use by any number of RPCs. It
-// owns the gRPC connections it opens to orderers; Close releases them. RPC
-// handlers start no goroutines that outlive the call.
+// owns the gRPC connections it opens to orderers and other peers; Close
+// releases them. RPC handlers start no goroutines that outlive the call.
 package gateway
 
 import (
@@ -21,6 +31,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/cairn-ledger/cairn/gateway/internal/endorsers"
 	"github.com/cairn-ledger/cairn/gateway/internal/orderers"
 	"github.com/cairn-ledger/cairn/internal/policy"
 	"github.com/hyperledger/fabric-protos-go-apiv2/common"
@@ -29,7 +40,8 @@ import (
 	"google.golang.org/grpc"
 )
 
-// Endorser is the local peer's endorser (later also remote peers of other orgs).
+// Endorser is a peer's endorser: the local peer's in process, or another
+// peer's over gRPC.
 type Endorser interface {
 	ProcessProposal(ctx context.Context, sp *peer.SignedProposal) (*peer.ProposalResponse, error)
 }
@@ -77,6 +89,10 @@ type Config struct {
 	// Address and MSPID identify the local peer in ErrorDetail entries.
 	Address string
 	MSPID   string
+	// Network describes the channels' other peers and endorsement policies,
+	// so that Endorse plans endorsements across organisations and Evaluate
+	// may use another peer; nil: the local peer endorses alone.
+	Network Network
 	// Logger receives the gateway's logs; nil discards them.
 	Logger *slog.Logger
 
@@ -92,7 +108,12 @@ type Config struct {
 	// the peer's client certificate for mutual TLS). Its RootCAs are replaced by
 	// the channel's orderer TLS root certificates when the channel lists any.
 	OrdererTLS *tls.Config
-	// DialOptions are extra options for orderer connections.
+	// PeerTLS is the client TLS configuration for dialling other peers'
+	// endorsers (carrying the peer's client certificate); their RootCAs are
+	// their organisation's TLS roots from the channel configuration. Nil uses
+	// OrdererTLS's certificates.
+	PeerTLS *tls.Config
+	// DialOptions are extra options for orderer and peer connections.
 	DialOptions []grpc.DialOption
 
 	// Perm returns a random permutation of [0,n), the order in which orderers are
@@ -134,9 +155,10 @@ func (c *Config) Validate() error {
 type Server struct {
 	gp.UnimplementedGatewayServer
 
-	cfg      Config
-	log      *slog.Logger
-	orderers *orderers.Pool
+	cfg       Config
+	log       *slog.Logger
+	orderers  *orderers.Pool
+	endorsers *endorsers.Pool
 }
 
 var _ gp.GatewayServer = (*Server)(nil)
@@ -147,6 +169,10 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	peerTLS := cfg.PeerTLS
+	if peerTLS == nil {
+		peerTLS = &tls.Config{Certificates: cfg.OrdererTLS.Certificates, MinVersion: tls.VersionTLS12}
+	}
 	return &Server{
 		cfg: cfg,
 		log: cfg.Logger,
@@ -154,16 +180,24 @@ func New(cfg Config) (*Server, error) {
 			TLS:         cfg.OrdererTLS,
 			DialOptions: cfg.DialOptions,
 		}),
+		endorsers: endorsers.NewPool(endorsers.Config{
+			TLS:         peerTLS,
+			DialOptions: cfg.DialOptions,
+		}),
 	}, nil
 }
 
-// Close closes the server's connections to orderers. RPCs still running may
-// fail afterwards; stop the gRPC server first.
+// Close closes the server's connections to orderers and peers. RPCs still
+// running may fail afterwards; stop the gRPC server first.
 func (s *Server) Close() error {
+	var errs []error
 	if err := s.orderers.Close(); err != nil {
-		return fmt.Errorf("close orderer connections: %w", err)
+		errs = append(errs, fmt.Errorf("close orderer connections: %w", err))
 	}
-	return nil
+	if err := s.endorsers.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close peer connections: %w", err))
+	}
+	return errors.Join(errs...)
 }
 
 // Evaluate runs a proposal on one endorser and returns its result without

@@ -37,6 +37,7 @@ import (
 	"github.com/cairn-ledger/cairn/peer/internal/channel"
 	"github.com/cairn-ledger/cairn/peer/internal/deliver"
 	"github.com/cairn-ledger/cairn/peer/internal/endorser"
+	"github.com/cairn-ledger/cairn/peer/internal/launcher"
 	"github.com/cairn-ledger/cairn/peer/internal/lifecycle"
 	"github.com/cairn-ledger/cairn/peer/internal/puller"
 	"github.com/cairn-ledger/cairn/peer/internal/scc"
@@ -62,6 +63,11 @@ type Config struct {
 	ChaincodeExecuteTimeout time.Duration `yaml:"chaincodeExecuteTimeout"`
 	// NoSync skips fsync on commit; for tests only.
 	NoSync bool `yaml:"noSync"`
+	// Membership configures how the peer learns the other peers of its
+	// channels (peer/membership.go).
+	Membership MembershipConfig `yaml:"membership"`
+	// Chaincode configures how the peer builds and launches chaincode.
+	Chaincode Chaincode `yaml:"chaincode"`
 }
 
 // TLS names the peer's TLS files.
@@ -74,6 +80,10 @@ type TLS struct {
 	// RootCAs are extra roots trusted when dialling orderers, besides those in
 	// the channel configuration.
 	RootCAs []string `yaml:"rootCAs"`
+	// RootCertFile is the CA that issued the peer's TLS certificate, handed
+	// to the chaincode the peer launches so it can verify the peer (Fabric's
+	// peer.tls.rootcert.file). Default: the local MSP's tlscacerts.
+	RootCertFile string `yaml:"rootCertFile"`
 }
 
 // Validate reports the first unusable setting.
@@ -91,6 +101,9 @@ func (c *Config) Validate() error {
 	if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
 		errs = append(errs, errors.New("tls.certFile and tls.keyFile are required: Cairn serves TLS only"))
 	}
+	if err := c.Chaincode.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -100,6 +113,9 @@ type Deps struct {
 	Registry *prometheus.Registry
 	LogLevel *slog.LevelVar
 	Version  string
+	// LookupEnv reads the process environment for the variables chaincode
+	// builders propagate; default os.LookupEnv.
+	LookupEnv func(string) (string, bool)
 }
 
 // Peer is a configured peer node.
@@ -115,7 +131,9 @@ type Peer struct {
 	ops  *ops.Server
 
 	support   *chaincode.Support
+	launcher  *launcher.Launcher // nil in chaincode dev mode
 	validator *validator.Validator
+	net       *network // membership and the gateway's view of the channels
 
 	mu       sync.RWMutex
 	channels map[string]*channel.Channel
@@ -156,6 +174,10 @@ func New(cfg Config, deps Deps) (*Peer, error) {
 	if err != nil {
 		return nil, err
 	}
+	ccCA, err := trustChaincodeCA(cfg, serverTLS)
+	if err != nil {
+		return nil, err
+	}
 
 	p := &Peer{
 		cfg:       cfg,
@@ -176,7 +198,7 @@ func New(cfg Config, deps Deps) (*Peer, error) {
 		Signer:    signer,
 		LocalMSPs: p.localMSP,
 		Channels:  channelsView{p},
-		Runtime:   p.support,
+		Runtime:   launchingRuntime{p},
 		System: map[string]endorser.SystemChaincode{
 			"cscc":              &scc.CSCC{Peer: sccPeer{p}},
 			"qscc":              &scc.QSCC{Peer: sccPeer{p}},
@@ -194,6 +216,10 @@ func New(cfg Config, deps Deps) (*Peer, error) {
 		return nil, fmt.Errorf("peer listen on %s: %w", cfg.ListenAddress, err)
 	}
 	p.lis = lis
+	if p.launcher, err = newLauncher(cfg, deps, p.support, lc, ccCA, lis.Addr()); err != nil {
+		lis.Close()
+		return nil, err
+	}
 	gs, err := comm.NewGRPCServer(serverTLS)
 	if err != nil {
 		lis.Close()
@@ -207,7 +233,12 @@ func New(cfg Config, deps Deps) (*Peer, error) {
 			return nil, err
 		}
 	}
+	if p.net, err = p.newNetwork(lis.Addr().String()); err != nil {
+		lis.Close()
+		return nil, err
+	}
 	gw, err := gateway.New(gateway.Config{
+		Network:    p.net.gatewayNetwork(),
 		Endorser:   end,
 		Channels:   gatewayChannels{p},
 		Address:    lis.Addr().String(),
@@ -223,6 +254,7 @@ func New(cfg Config, deps Deps) (*Peer, error) {
 	pb.RegisterChaincodeSupportServer(gs, p.support)
 	pb.RegisterDeliverServer(gs, deliver.New(deliver.Config{Channels: deliverChannels{p}, Logger: log}))
 	gp.RegisterGatewayServer(gs, gw)
+	p.net.attach(gs, gw)
 
 	_ = deps.Registry.Register(collectors.NewGoCollector())
 	p.ops = ops.New(ops.Config{
@@ -256,6 +288,8 @@ func (p *Peer) Run(ctx context.Context) error {
 		p.startChannel(ch)
 	}
 	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); p.net.run(ctx) }()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- p.grpc.Serve(p.lis) }()
@@ -265,6 +299,11 @@ func (p *Peer) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
+	}
+	if p.launcher != nil {
+		// Before support: the launcher ends the streams it dialled, which
+		// support.Close waits for.
+		p.launcher.Close()
 	}
 	p.support.Close()
 	stopped := make(chan struct{})

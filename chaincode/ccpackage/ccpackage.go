@@ -9,7 +9,10 @@
 // zero timestamps, as Fabric's CLI does) so the same input always yields the
 // same package ID. Parse treats its input as untrusted: it never panics, and
 // it bounds the decompressed size and the number of entries so a hostile
-// package cannot exhaust memory.
+// package cannot exhaust memory. Entries with absolute or escaping names
+// ("/etc/x", "../x") and entries other than files and directories (links,
+// devices) are refused at both archive levels, and Extract unpacks
+// code.tar.gz for a builder without ever writing outside its target folder.
 //
 // The package holds no state; all functions are safe for concurrent use.
 package ccpackage
@@ -25,7 +28,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -323,6 +328,9 @@ func walkArchive(data []byte, lim limits, fn func(name string, r io.Reader) erro
 		if entries >= lim.entries {
 			return fmt.Errorf("archive has more than %d entries", lim.entries)
 		}
+		if !LocalName(hdr.Name) {
+			return fmt.Errorf("tar entry %q has an absolute or escaping path", hdr.Name)
+		}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			continue
@@ -338,6 +346,97 @@ func walkArchive(data []byte, lim limits, fn func(name string, r io.Reader) erro
 		}
 		if limited.N <= 0 {
 			return fmt.Errorf("archive decompresses to more than %d bytes", lim.size)
+		}
+	}
+}
+
+// LocalName reports whether an archive entry name stays inside the directory
+// it is extracted to: relative, no ".." element that climbs out, no NUL.
+// Fabric's builders apply the same rule (externalbuilder.ValidPath).
+func LocalName(name string) bool {
+	if name == "" || strings.ContainsRune(name, 0) || strings.HasPrefix(name, "/") {
+		return false
+	}
+	return filepath.IsLocal(filepath.FromSlash(path.Clean(name)))
+}
+
+// Extract writes the regular files and directories of a gzipped tar (a
+// package's code.tar.gz) under dst, which must exist. Extraction is confined
+// to dst: besides refusing absolute and escaping names and every entry type
+// other than files and directories, it opens dst as an os.Root, so nothing
+// already under dst (say a symlink planted by an earlier step) can redirect a
+// write outside it. The same size and entry limits as Parse apply.
+// Executable bits of files are kept; other permissions are the owner's only.
+func Extract(archive []byte, dst string) error {
+	return extract(archive, dst, limits{size: MaxUncompressedSize, entries: MaxEntries})
+}
+
+func extract(archive []byte, dst string, lim limits) error {
+	root, err := os.OpenRoot(dst)
+	if err != nil {
+		return fmt.Errorf("open extraction directory: %w", err)
+	}
+	defer root.Close()
+	gz, err := gzip.NewReader(bytes.NewReader(archive))
+	if err != nil {
+		return fmt.Errorf("not a gzip archive: %w", err)
+	}
+	defer gz.Close()
+	limited := &io.LimitedReader{R: gz, N: lim.size + 1}
+	tr := tar.NewReader(limited)
+	for entries := 0; ; entries++ {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			if limited.N <= 0 {
+				return fmt.Errorf("archive decompresses to more than %d bytes", lim.size)
+			}
+			return fmt.Errorf("corrupt tar archive: %w", err)
+		}
+		if entries >= lim.entries {
+			return fmt.Errorf("archive has more than %d entries", lim.entries)
+		}
+		if !LocalName(hdr.Name) {
+			return fmt.Errorf("tar entry %q has an absolute or escaping path", hdr.Name)
+		}
+		name := path.Clean(hdr.Name)
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if name == "." {
+				continue
+			}
+			if err := root.MkdirAll(name, 0o700); err != nil {
+				return fmt.Errorf("create directory %q: %w", hdr.Name, err)
+			}
+			continue
+		case tar.TypeReg:
+		default:
+			return fmt.Errorf("tar entry %q is not a regular file (type %q)", hdr.Name, hdr.Typeflag)
+		}
+		if dir := path.Dir(name); dir != "." {
+			if err := root.MkdirAll(dir, 0o700); err != nil {
+				return fmt.Errorf("create directory for %q: %w", hdr.Name, err)
+			}
+		}
+		mode := os.FileMode(0o600)
+		if hdr.Mode&0o111 != 0 {
+			mode = 0o700
+		}
+		f, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+		if err != nil {
+			return fmt.Errorf("create file %q: %w", hdr.Name, err)
+		}
+		_, cerr := io.Copy(f, tr)
+		if err := f.Close(); err != nil && cerr == nil {
+			cerr = err
+		}
+		if limited.N <= 0 {
+			return fmt.Errorf("archive decompresses to more than %d bytes", lim.size)
+		}
+		if cerr != nil {
+			return fmt.Errorf("write file %q: %w", hdr.Name, cerr)
 		}
 	}
 }

@@ -11,26 +11,21 @@ import (
 	"mime/multipart"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/hyperledger/fabric-gateway/pkg/client"
 	"github.com/hyperledger/fabric-gateway/pkg/identity"
-	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
-	gp "github.com/hyperledger/fabric-protos-go-apiv2/gateway"
 	pb "github.com/hyperledger/fabric-protos-go-apiv2/peer"
-	lb "github.com/hyperledger/fabric-protos-go-apiv2/peer/lifecycle"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-ledger/cairn/chaincode/basic"
 	"github.com/cairn-ledger/cairn/chaincode/ccpackage"
+	"github.com/cairn-ledger/cairn/internal/ccdeploy"
 	"github.com/cairn-ledger/cairn/internal/comm"
 	"github.com/cairn-ledger/cairn/internal/crypto"
 	"github.com/cairn-ledger/cairn/internal/cryptogen"
 	"github.com/cairn-ledger/cairn/internal/envelope"
 	"github.com/cairn-ledger/cairn/internal/netconfig"
-	"github.com/cairn-ledger/cairn/internal/policy"
 )
 
 // joinOrderers creates the channel on every orderer through the channel
@@ -149,176 +144,59 @@ func (n *Network) joinPeers(ctx context.Context, genesis []byte) error {
 }
 
 // deployBasic packages the sample chaincode, installs it on every peer,
-// starts its process for each peer, has every organisation approve the
-// definition and commits it, then waits until it answers.
+// starts its process for each peer, and has internal/ccdeploy (the flow of
+// `cairn chaincode deploy`) approve the definition for every organisation and
+// commit it; then it waits until the chaincode answers on every peer.
 func (n *Network) deployBasic(ctx context.Context) error {
 	pkg, err := ccpackage.Golang(ChaincodeLabel, "github.com/cairn-ledger/cairn/chaincode/basic", basic.Source())
 	if err != nil {
 		return fmt.Errorf("package chaincode: %w", err)
 	}
-	installArgs, err := proto.Marshal(&lb.InstallChaincodeArgs{ChaincodeInstallPackage: pkg})
-	if err != nil {
-		return err
-	}
-	l := n.layout()
-	var packageID string
+	cfg := ccdeploy.Config{Channel: n.net.Channel.Name}
+	var conns []*grpc.ClientConn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
 	for _, org := range n.net.PeerOrgs {
+		o := ccdeploy.Org{MSPID: org.MSPID}
 		for _, nd := range org.Peers {
 			conn, admin, err := n.adminConn(org, nd)
 			if err != nil {
 				return err
 			}
-			payload, err := invokeSystem(ctx, conn, admin, "_lifecycle", []byte("InstallChaincode"), installArgs)
-			conn.Close()
-			if err != nil {
-				return fmt.Errorf("install on %s: %w", nd.FullName(org.Domain), err)
-			}
-			res := &lb.InstallChaincodeResult{}
-			if err := proto.Unmarshal(payload, res); err != nil {
-				return fmt.Errorf("install result: %w", err)
-			}
-			packageID = res.PackageId
-			if err := n.startChaincode(org, nd, res.PackageId, l); err != nil {
+			conns = append(conns, conn)
+			o.Admin = admin
+			o.Peers = append(o.Peers, ccdeploy.Peer{Name: nd.FullName(org.Domain), Conn: conn})
+		}
+		cfg.Orgs = append(cfg.Orgs, o)
+	}
+	d, err := ccdeploy.New(cfg)
+	if err != nil {
+		return err
+	}
+	// The processes need the package ID and the peers must know it before
+	// the definition is committed, so install first; Deploy then finds the
+	// package installed everywhere.
+	packageID, err := d.Install(ctx, pkg)
+	if err != nil {
+		return fmt.Errorf("install chaincode basic: %w", err)
+	}
+	l := n.layout()
+	for _, org := range n.net.PeerOrgs {
+		for _, nd := range org.Peers {
+			if err := n.startChaincode(org, nd, packageID, l); err != nil {
 				return err
 			}
 		}
 	}
-	validation, err := n.basicValidationParameter()
-	if err != nil {
-		return err
-	}
-	var lastApproval uint64 // block of the last approval committed
-	for _, org := range n.net.PeerOrgs {
-		args, err := proto.Marshal(&lb.ApproveChaincodeDefinitionForMyOrgArgs{
-			Sequence: 1, Name: "basic", Version: "1.0", ValidationParameter: validation,
-			Source: &lb.ChaincodeSource{Type: &lb.ChaincodeSource_LocalPackage{LocalPackage: &lb.ChaincodeSource_Local{PackageId: packageID}}},
-		})
-		if err != nil {
-			return err
-		}
-		block, err := n.submitAsAdmin(ctx, org, "ApproveChaincodeDefinitionForMyOrg", args)
-		if err != nil {
-			return fmt.Errorf("approve chaincode basic for %s: %w", org.MSPID, err)
-		}
-		lastApproval = max(lastApproval, block)
-	}
-	commitArgs, err := proto.Marshal(&lb.CommitChaincodeDefinitionArgs{Sequence: 1, Name: "basic", Version: "1.0", ValidationParameter: validation})
-	if err != nil {
-		return err
-	}
-	if len(n.net.PeerOrgs) == 1 {
-		_, err = n.submitAsAdmin(ctx, n.net.PeerOrgs[0], "CommitChaincodeDefinition", commitArgs)
-	} else if err = n.waitEndorsersAt(ctx, lastApproval+1); err == nil {
-		// Each approval was seen committed by its own organisation's peer;
-		// every endorser must hold all of them before it simulates the commit.
-		err = n.submitEndorsedByAll(ctx, "CommitChaincodeDefinition", commitArgs)
-	}
-	if err != nil {
-		return fmt.Errorf("commit chaincode basic: %w", err)
+	// No policy: the channel's /Channel/Application/Endorsement (MAJORITY of
+	// the organisations), which gateways plan across organisations.
+	if _, err := d.Deploy(ctx, ccdeploy.Request{Name: "basic", Version: "1.0", Package: pkg}); err != nil {
+		return fmt.Errorf("deploy chaincode basic: %w", err)
 	}
 	return n.waitChaincode(ctx, "basic")
-}
-
-// basicValidationParameter is the endorsement policy of the sample chaincode:
-// nil (the channel's /Channel/Application/Endorsement) with one organisation,
-// and with several an explicit OR of every organisation's peers.
-//
-// TEMPORARY (until issue 6): the channel's default Endorsement policy is
-// MAJORITY, but the gateway still endorses only on the peer it runs in, so a
-// transaction of a multi-organisation network could never satisfy it. Once the
-// gateway plans endorsements across organisations, drop this and approve the
-// definition with the channel default again.
-func (n *Network) basicValidationParameter() ([]byte, error) {
-	if len(n.net.PeerOrgs) < 2 {
-		return nil, nil
-	}
-	var principals []string
-	for _, org := range n.net.PeerOrgs {
-		principals = append(principals, fmt.Sprintf("'%s.peer'", org.MSPID))
-	}
-	spe, err := policy.ParseDSL("OR(" + strings.Join(principals, ",") + ")")
-	if err != nil {
-		return nil, fmt.Errorf("endorsement policy of basic: %w", err)
-	}
-	raw, err := proto.Marshal(&pb.ApplicationPolicy{Type: &pb.ApplicationPolicy_SignaturePolicy{SignaturePolicy: spe}})
-	if err != nil {
-		return nil, fmt.Errorf("marshal endorsement policy of basic: %w", err)
-	}
-	return raw, nil
-}
-
-// submitEndorsedByAll submits a _lifecycle transaction as the first
-// organisation's admin, endorsed by the first peer of every organisation, as
-// `peer lifecycle chaincode commit --peerAddresses …` does: a definition must
-// satisfy /Channel/Application/LifecycleEndorsement (MAJORITY), which the
-// gateway's single local endorsement cannot. The transaction goes to the
-// orderer through the first organisation's gateway, which also reports its
-// commit status.
-func (n *Network) submitEndorsedByAll(ctx context.Context, fn string, arg []byte) error {
-	first := n.net.PeerOrgs[0]
-	signer, err := crypto.LoadSigningIdentity(first.MSPID, n.layout().UserMSPDir(true, first.Domain, cryptogen.AdminUser))
-	if err != nil {
-		return err
-	}
-	prop, txID, err := envelope.NewProposal(n.net.Channel.Name, "_lifecycle", [][]byte{[]byte(fn), arg}, nil, signer.Serialize())
-	if err != nil {
-		return err
-	}
-	sp, err := envelope.SignProposal(prop, signer)
-	if err != nil {
-		return err
-	}
-	var responses []*pb.ProposalResponse
-	for _, org := range n.net.PeerOrgs {
-		nd := org.Peers[0]
-		conn, _, err := n.adminConn(org, nd)
-		if err != nil {
-			return err
-		}
-		resp, err := pb.NewEndorserClient(conn).ProcessProposal(ctx, sp)
-		conn.Close()
-		if err != nil {
-			return fmt.Errorf("endorse %s on %s: %w", fn, nd.FullName(org.Domain), err)
-		}
-		if resp.GetResponse().GetStatus() != 200 {
-			return fmt.Errorf("endorse %s on %s: status %d: %s", fn, nd.FullName(org.Domain), resp.GetResponse().GetStatus(), resp.GetResponse().GetMessage())
-		}
-		responses = append(responses, resp)
-	}
-	unpacked, err := envelope.UnpackProposal(sp)
-	if err != nil {
-		return err
-	}
-	env, err := envelope.NewTransaction(unpacked, responses)
-	if err != nil {
-		return err
-	}
-	prepared, err := proto.Marshal(&gp.PreparedTransaction{TransactionId: txID, Envelope: env})
-	if err != nil {
-		return err
-	}
-	gw, conn, err := n.Gateway(0, "admin")
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	defer gw.Close()
-	tx, err := gw.NewTransaction(prepared)
-	if err != nil {
-		return err
-	}
-	commit, err := tx.SubmitWithContext(ctx)
-	if err != nil {
-		return err
-	}
-	status, err := commit.StatusWithContext(ctx)
-	if err != nil {
-		return err
-	}
-	if !status.Successful {
-		return fmt.Errorf("transaction %s committed with status %s", txID, status.Code)
-	}
-	return nil
 }
 
 // startChaincode runs the sample chaincode as a process dialling one peer, with
@@ -416,71 +294,6 @@ func ConnectGateway(info *Info, orgIndex, peerIndex int, user string) (*client.G
 		return nil, nil, err
 	}
 	return gw, conn, nil
-}
-
-func (n *Network) orgIndex(mspID string) int {
-	for i, o := range n.net.PeerOrgs {
-		if o.MSPID == mspID {
-			return i
-		}
-	}
-	return -1
-}
-
-// submitAsAdmin submits a _lifecycle transaction as an organisation's admin
-// through its first peer's gateway, waits for it to commit VALID and returns
-// the number of the block holding it.
-func (n *Network) submitAsAdmin(ctx context.Context, org netconfig.PeerOrg, fn string, arg []byte) (uint64, error) {
-	gw, conn, err := n.Gateway(n.orgIndex(org.MSPID), "admin")
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	defer gw.Close()
-	contract := gw.GetNetwork(n.net.Channel.Name).GetContract("_lifecycle")
-	_, commit, err := contract.SubmitAsyncWithContext(ctx, fn, client.WithBytesArguments(arg))
-	if err != nil {
-		return 0, err
-	}
-	status, err := commit.StatusWithContext(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if !status.Successful {
-		return 0, fmt.Errorf("transaction %s committed with status %s", status.TransactionID, status.Code)
-	}
-	return status.BlockNumber, nil
-}
-
-// waitEndorsersAt waits until the first peer of every organisation (the
-// endorsers of submitEndorsedByAll) holds at least height blocks.
-func (n *Network) waitEndorsersAt(ctx context.Context, height uint64) error {
-	for i := range n.net.PeerOrgs {
-		gw, conn, err := n.Gateway(i, "admin")
-		if err != nil {
-			return err
-		}
-		qscc := gw.GetNetwork(n.net.Channel.Name).GetContract("qscc")
-		for {
-			raw, err := qscc.EvaluateWithContext(ctx, "GetChainInfo", client.WithArguments(n.net.Channel.Name))
-			ci := &cb.BlockchainInfo{}
-			if err == nil {
-				err = proto.Unmarshal(raw, ci)
-			}
-			if err == nil && ci.GetHeight() >= height {
-				break
-			}
-			if ctx.Err() != nil {
-				gw.Close()
-				conn.Close()
-				return fmt.Errorf("%s did not reach height %d (last error: %v): %w", n.net.PeerOrgs[i].Peers[0].FullName(n.net.PeerOrgs[i].Domain), height, err, ctx.Err())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		gw.Close()
-		conn.Close()
-	}
-	return nil
 }
 
 // waitChaincode waits until the chaincode answers an evaluation on every peer.

@@ -204,3 +204,14 @@ func (s *packageStore) list() ([]installedPackage, error) {
 	}
 	return out, nil
 }
+
+// InstalledPackage returns the bytes of an installed package, for the peer's
+// chaincode builders. The error wraps a not-found condition when packageID
+// is not installed.
+func (s *SCC) InstalledPackage(packageID string) ([]byte, error) {
+	data, err := s.packages.load(packageID)
+	if err != nil {
+		return nil, fmt.Errorf("chaincode package %s: %w", packageID, err)
+	}
+	return data, nil
+}
