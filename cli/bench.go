@@ -19,6 +19,7 @@ func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Load generators that measure a network"}
 	cmd.AddCommand(newBenchOrdererCmd())
 	cmd.AddCommand(newBenchCommitterCmd())
+	cmd.AddCommand(newBenchEndorseCmd())
 	return cmd
 }
 
