@@ -50,6 +50,7 @@ func newRoot() *cobra.Command {
 		newChaincodeCmd(),
 		newNetworkCmd(),
 		newBenchCmd(),
+		newGatewayCmd(),
 	)
 	return root
 }
