@@ -24,6 +24,12 @@ type SignedData struct {
 	Data      []byte
 	Identity  []byte
 	Signature []byte
+	// SignatureVerified says the caller has already verified Signature over
+	// Data with the identity, deserialised by the same MSPs the policy uses,
+	// so evaluation skips the ECDSA check (the identity is still
+	// deserialised and validated). The endorser sets it for the proposal it
+	// has just verified; leave it false for anything else.
+	SignatureVerified bool
 }
 
 // Policy is a compiled policy.

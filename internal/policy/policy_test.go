@@ -454,3 +454,25 @@ func BenchmarkChannelWriters(b *testing.B) {
 		}
 	}
 }
+
+// TestSignatureVerified: a caller that has verified a signature already can
+// say so and evaluation skips the ECDSA check, but the identity is still
+// deserialised and validated by the policy's MSPs.
+func TestSignatureVerified(t *testing.T) {
+	f := newFixture(t)
+	spe := mustDSL(t, "OR('Org1MSP.member')")
+	bad := f.sign(t, "Org1MSP.client")
+	bad[0].Signature = f.leaves["Org1MSP.client"].Sign(t, []byte("other bytes"))
+	if err := EvaluateEnvelope(spe, bad, f.ids); !errors.Is(err, ErrNotSatisfied) {
+		t.Fatalf("unverified bad signature: %v, want not satisfied", err)
+	}
+	bad[0].SignatureVerified = true
+	if err := EvaluateEnvelope(spe, bad, f.ids); err != nil {
+		t.Fatalf("signature vouched for by the caller: %v", err)
+	}
+	stranger := msptest.NewCA(t, "Org1MSP").Issue(t, "mallory", "client")
+	forged := []SignedData{{Data: msg, Identity: stranger.Serialize(), Signature: stranger.Sign(t, msg), SignatureVerified: true}}
+	if err := EvaluateEnvelope(spe, forged, f.ids); !errors.Is(err, ErrNotSatisfied) {
+		t.Fatalf("identity from an unknown CA vouched for: %v, want not satisfied", err)
+	}
+}

@@ -49,9 +49,11 @@ func newSignatureSet(signed []SignedData, ids *msp.Manager) *signatureSet {
 			o.reason = fmt.Sprintf("duplicate of signature %d by the same identity", first)
 			continue
 		}
-		if err := id.Verify(sd.Data, sd.Signature); err != nil {
-			o.reason, o.err = signatureReason(err), err
-			continue
+		if !sd.SignatureVerified {
+			if err := id.Verify(sd.Data, sd.Signature); err != nil {
+				o.reason, o.err = signatureReason(err), err
+				continue
+			}
 		}
 		seen[key] = i
 		o.id = id
