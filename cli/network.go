@@ -71,11 +71,11 @@ func newNetworkUpCmd() *cobra.Command {
 		},
 	}
 	up.Flags().StringVar(&dir, "dir", defaultNetworkDir, "network folder (crypto material, ledgers, logs, network.json)")
-	up.Flags().StringVar(&config, "config", "", "network description (default: the built-in one-org network)")
+	up.Flags().StringVar(&config, "config", "", "network description (default: the built-in consortium of 3 orderers and 2 organisations with 2 peers each)")
 	up.Flags().BoolVar(&detach, "detach", false, "return once the network is ready and leave it running")
-	up.Flags().IntVar(&orgs, "orgs", 1, fmt.Sprintf("application organisations Org1MSP…OrgNMSP (1..%d)", netconfig.MaxOrgs))
-	up.Flags().IntVar(&peersPerOrg, "peers-per-org", 1, fmt.Sprintf("peers in each organisation (1..%d)", netconfig.MaxPeersPerOrg))
-	up.Flags().IntVar(&orderers, "orderers", 1, fmt.Sprintf("orderers of OrdererMSP, all raft consenters of the channel (1..%d)", netconfig.MaxOrderers))
+	up.Flags().IntVar(&orgs, "orgs", netconfig.DefaultOrgs, fmt.Sprintf("application organisations Org1MSP…OrgNMSP (1..%d)", netconfig.MaxOrgs))
+	up.Flags().IntVar(&peersPerOrg, "peers-per-org", netconfig.DefaultPeersPerOrg, fmt.Sprintf("peers in each organisation (1..%d)", netconfig.MaxPeersPerOrg))
+	up.Flags().IntVar(&orderers, "orderers", netconfig.DefaultOrderers, fmt.Sprintf("orderers of OrdererMSP, all raft consenters of the channel (1..%d)", netconfig.MaxOrderers))
 	return up
 }
 

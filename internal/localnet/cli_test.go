@@ -17,8 +17,10 @@ import (
 )
 
 // TestNetworkUpDetachAndDown runs the commands a user runs: `cairn network up
-// --detach` must be ready well within 30 s and write network.json, and `cairn
-// network down` must leave no process behind.
+// --detach` must start the default consortium (3 orderers, Org1MSP and
+// Org2MSP with 2 peers each, chaincode basic) well within 30 s and describe
+// all of it in network.json, and `cairn network down` must leave no process
+// behind.
 func TestNetworkUpDetachAndDown(t *testing.T) {
 	dir := t.TempDir()
 	began := time.Now()
@@ -42,10 +44,14 @@ func TestNetworkUpDetachAndDown(t *testing.T) {
 	if info.Channel != "mychannel" || len(info.Chaincodes) != 1 || info.Chaincodes[0] != "basic" {
 		t.Fatalf("network.json channel/chaincodes = %q %v", info.Channel, info.Chaincodes)
 	}
-	if len(info.Organizations) != 1 || info.Organizations[0].MSPID != "Org1MSP" || len(info.Organizations[0].Peers) != 1 {
-		t.Fatalf("network.json organizations = %+v", info.Organizations)
+	if len(info.Organizations) != 2 || info.Organizations[0].MSPID != "Org1MSP" || info.Organizations[1].MSPID != "Org2MSP" ||
+		len(info.Organizations[0].Peers) != 2 || len(info.Organizations[1].Peers) != 2 {
+		t.Fatalf("network.json organizations = %+v, want Org1MSP and Org2MSP with 2 peers each", info.Organizations)
 	}
-	for _, p := range []string{info.Organizations[0].Peers[0].TLSRootCert, info.Organizations[0].Users["user1"].Cert, info.Organizations[0].Users["admin"].Key, info.Orderers[0].TLSRootCert} {
+	if len(info.Orderers) != 3 {
+		t.Fatalf("network.json lists %d orderers, want 3", len(info.Orderers))
+	}
+	for _, p := range []string{info.Organizations[1].Peers[1].TLSRootCert, info.Organizations[0].Users["user1"].Cert, info.Organizations[1].Users["admin"].Key, info.Orderers[2].TLSRootCert} {
 		if !filepath.IsAbs(p) {
 			t.Fatalf("path %q in network.json is not absolute", p)
 		}
@@ -64,8 +70,12 @@ func TestNetworkUpDetachAndDown(t *testing.T) {
 	if err := json.Unmarshal(raw, &st); err != nil {
 		t.Fatal(err)
 	}
-	if len(st.Processes) != 3 {
-		t.Fatalf("want orderer, peer and chaincode processes, got %d", len(st.Processes))
+	roles := map[string]int{}
+	for _, p := range st.Processes {
+		roles[p.Role]++
+	}
+	if roles["orderer"] != 3 || roles["peer"] != 4 || roles["chaincode"] != 4 || len(st.Processes) != 11 {
+		t.Fatalf("processes by role %v, want 3 orderers, 4 peers and a chaincode process per peer", roles)
 	}
 	for _, p := range st.Processes {
 		if !running(p.PID) {
@@ -120,11 +130,11 @@ func running(pid int) bool {
 }
 
 // TestNetworkUpForegroundStopsOnSignal runs `cairn network up` in the
-// foreground, as `make run` does, and checks Ctrl-C (SIGINT) stops every
-// process it started.
+// foreground, as `make run` does (the smallest shape, to keep it quick), and
+// checks Ctrl-C (SIGINT) stops every process it started.
 func TestNetworkUpForegroundStopsOnSignal(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(cairnBin, "network", "up", "--dir", dir)
+	cmd := exec.Command(cairnBin, "network", "up", "--dir", dir, "--orgs", "1", "--peers-per-org", "1", "--orderers", "1")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

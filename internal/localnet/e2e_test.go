@@ -20,16 +20,18 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-ledger/cairn/internal/localnet"
+	"github.com/cairn-ledger/cairn/internal/netconfig"
 )
 
-// startNetwork brings up the default network with the same code as
-// `cairn network up` and stops it when the test ends.
+// startNetwork brings up the smallest network (one orderer, one peer of
+// Org1MSP) with the same code as `cairn network up` and stops it when the
+// test ends. The default consortium has tests of its own (consortium_test.go).
 func startNetwork(t *testing.T) *localnet.Network {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var progress bytes.Buffer
-	n, err := localnet.Up(ctx, localnet.Options{Dir: t.TempDir(), Binary: cairnBin, Progress: &progress, NoSync: false})
+	n, err := localnet.Up(ctx, localnet.Options{Dir: t.TempDir(), Binary: cairnBin, Network: netconfig.Default(), Progress: &progress, NoSync: false})
 	if err != nil {
 		t.Fatalf("network up: %v\n%s", err, progress.String())
 	}

@@ -67,7 +67,7 @@ const ChaincodeLabel = "basic_1.0"
 // failure it stops whatever it started.
 func Up(ctx context.Context, opts Options) (_ *Network, err error) {
 	if opts.Network == nil {
-		opts.Network = netconfig.Default()
+		opts.Network = netconfig.Consortium()
 	}
 	if opts.Progress == nil {
 		opts.Progress = io.Discard

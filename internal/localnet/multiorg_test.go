@@ -23,28 +23,27 @@ import (
 
 	"github.com/cairn-ledger/cairn/internal/envelope"
 	"github.com/cairn-ledger/cairn/internal/localnet"
-	"github.com/cairn-ledger/cairn/internal/netconfig"
 	"github.com/cairn-ledger/cairn/internal/policy"
 )
 
-// TestGatewayPlansEndorsementsAcrossOrganisations runs 2 organisations × 2
-// peers with the sample chaincode under the channel's default MAJORITY
-// Endorsement policy and checks, with the official Fabric Gateway client,
-// that the gateway of one organisation collects the other's endorsement; that
-// a chaincode upgrade goes through the gateway as fabric-admin-sdk sends it
-// (each approval endorsed by its own organisation, the commit planned from
-// LifecycleEndorsement without naming organisations); and that when the other
-// organisation's peers are down the client gets an EndorseError whose details
-// name them.
+// TestGatewayPlansEndorsementsAcrossOrganisations runs the default
+// consortium (3 orderers, 2 organisations × 2 peers, the sample chaincode
+// under the channel's default MAJORITY Endorsement policy) and checks, with
+// the official Fabric Gateway client v1.10.0, that the gateway of one
+// organisation collects the other's endorsement; that a chaincode upgrade goes
+// through the gateway as fabric-admin-sdk sends it (each approval endorsed by
+// its own organisation, the commit planned from LifecycleEndorsement without
+// naming organisations); that submits go on with one peer of each
+// organisation killed; that chaincode events resume from a checkpoint after
+// the client restarts, with no gap and no duplicate; that block and filtered
+// block events arrive; that an MVCC conflict surfaces as the client's
+// CommitError; and that when the other organisation's peers are down the
+// client gets an EndorseError whose details name them.
 func TestGatewayPlansEndorsementsAcrossOrganisations(t *testing.T) {
-	nw, err := netconfig.Generate(2, 2, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var progress bytes.Buffer
-	n, err := localnet.Up(ctx, localnet.Options{Dir: t.TempDir(), Binary: cairnBin, Network: nw, Progress: &progress, NoSync: true})
+	n, err := localnet.Up(ctx, localnet.Options{Dir: t.TempDir(), Binary: cairnBin, Progress: &progress, NoSync: true})
 	if err != nil {
 		t.Fatalf("network up: %v\n%s", err, progress.String())
 	}
@@ -123,10 +122,36 @@ func TestGatewayPlansEndorsementsAcrossOrganisations(t *testing.T) {
 		t.Fatalf("TransferAsset under AND endorsed by %v, want both organisations", got)
 	}
 
-	// 3. Org2's peers down: the client's EndorseError names them.
+	// 3. One peer of each organisation killed: the gateways endorse on the
+	// other peer of that organisation.
+	down := []string{n.Info.Organizations[0].Peers[1].Name, n.Info.Organizations[1].Peers[0].Name}
+	for _, name := range down {
+		if err := n.Kill(name, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		st := submitVALID(ctx, t, contract, "CreateAsset", fmt.Sprintf("%s-half-%d", id, i), "green", "1", "Ana", "10")
+		if got := endorsingMSPs(t, network, st); !slices.Equal(got, []string{"Org1MSP", "Org2MSP"}) {
+			t.Fatalf("CreateAsset with a peer of each organisation down endorsed by %v, want both organisations", got)
+		}
+	}
+	for _, name := range down {
+		if err := n.Restart(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// 4. Chaincode events resume from a checkpoint after the client restarts.
+	checkEventsResume(ctx, t, n, id)
+
+	// 5. An MVCC conflict surfaces as the client's CommitError.
+	checkMVCCConflict(t, contract, id)
+
+	// 6. Org2's peers down: the client's EndorseError names them.
 	var org2 []string
 	for _, p := range n.Info.Organizations[1].Peers {
-		if err := n.Kill(p.Name, true); err != nil {
+		if err := n.Kill(p.Name, true); err != nil && !strings.Contains(err.Error(), "not running") {
 			t.Fatal(err)
 		}
 		org2 = append(org2, p.Address)
@@ -260,4 +285,136 @@ func mustMarshal(t *testing.T, m proto.Message) []byte {
 		t.Fatal(err)
 	}
 	return raw
+}
+
+// checkEventsResume submits six transactions and reads their chaincode events
+// with one client, which checkpoints three of them and goes away; a new
+// client resuming from the checkpoint gets exactly the other three, in order.
+// Block events and filtered block events over the same blocks carry them too.
+func checkEventsResume(ctx context.Context, t *testing.T, n *localnet.Network, prefix string) {
+	t.Helper()
+	gw, conn, err := n.Gateway(0, "user1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	network := gw.GetNetwork(n.Info.Channel)
+	contract := network.GetContract("basic")
+	var txIDs []string
+	var first uint64
+	for i := range 6 {
+		st := submitVALID(ctx, t, contract, "CreateAsset", fmt.Sprintf("%s-ev-%d", prefix, i), "white", "2", "Eve", "20")
+		if i == 0 {
+			first = st.BlockNumber
+		}
+		txIDs = append(txIDs, st.TransactionID)
+	}
+	last := txIDs[len(txIDs)-1]
+
+	evCtx, stop := context.WithTimeout(ctx, 30*time.Second)
+	events, err := network.ChaincodeEvents(evCtx, "basic", client.WithStartBlock(first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkpoint := new(client.InMemoryCheckpointer)
+	for _, want := range txIDs[:3] {
+		ev, ok := <-events
+		if !ok {
+			t.Fatalf("chaincode events ended before %s", want)
+		}
+		if ev.TransactionID != want || ev.EventName != "CreateAsset" {
+			t.Fatalf("chaincode event %s %s, want CreateAsset of %s", ev.EventName, ev.TransactionID, want)
+		}
+		checkpoint.CheckpointChaincodeEvent(ev)
+	}
+	stop()
+	gw.Close()
+	conn.Close()
+
+	gw, conn, err = n.Gateway(1, "user1") // the restarted client: another organisation's gateway even
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	defer gw.Close()
+	network = gw.GetNetwork(n.Info.Channel)
+	evCtx, stop = context.WithTimeout(ctx, 30*time.Second)
+	defer stop()
+	events, err = network.ChaincodeEvents(evCtx, "basic", client.WithCheckpoint(checkpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range txIDs[3:] {
+		ev, ok := <-events
+		if !ok {
+			t.Fatalf("resumed chaincode events ended before %s", want)
+		}
+		if ev.TransactionID != want {
+			t.Fatalf("resumed at %s, want %s: a gap or a duplicate", ev.TransactionID, want)
+		}
+	}
+
+	blocks, err := network.BlockEvents(evCtx, client.WithStartBlock(first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	filtered, err := network.FilteredBlockEvents(evCtx, client.WithStartBlock(first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for next := first; !seen[last]; next++ {
+		b, ok := <-blocks
+		if !ok {
+			t.Fatalf("block events ended before block %d", next)
+		}
+		fb, ok := <-filtered
+		if !ok {
+			t.Fatalf("filtered block events ended before block %d", next)
+		}
+		if b.GetHeader().GetNumber() != next || fb.GetNumber() != next {
+			t.Fatalf("block events at %d and %d, want %d", b.GetHeader().GetNumber(), fb.GetNumber(), next)
+		}
+		if len(fb.GetFilteredTransactions()) != len(b.GetData().GetData()) {
+			t.Fatalf("block %d: %d filtered transactions for %d envelopes", next, len(fb.GetFilteredTransactions()), len(b.GetData().GetData()))
+		}
+		for _, ft := range fb.GetFilteredTransactions() {
+			if slices.Contains(txIDs, ft.GetTxid()) {
+				if ft.GetTxValidationCode() != pb.TxValidationCode_VALID {
+					t.Fatalf("filtered block %d: %s is %s", next, ft.GetTxid(), ft.GetTxValidationCode())
+				}
+				seen[ft.GetTxid()] = true
+			}
+		}
+	}
+	if len(seen) != len(txIDs) {
+		t.Fatalf("filtered block events carried %d of the %d transactions", len(seen), len(txIDs))
+	}
+}
+
+// checkMVCCConflict updates one asset from two submitters at once: both are
+// endorsed against the same version, so the second to be validated fails and
+// the client's SubmitTransaction returns a CommitError with
+// MVCC_READ_CONFLICT.
+func checkMVCCConflict(t *testing.T, contract *client.Contract, id string) {
+	t.Helper()
+	errs := make(chan error, 2)
+	for _, colour := range []string{"cyan", "magenta"} {
+		go func() {
+			_, err := contract.SubmitTransaction("UpdateAsset", id, colour, "5", "Max", "300")
+			errs <- err
+		}()
+	}
+	var failures []error
+	for range 2 {
+		if err := <-errs; err != nil {
+			failures = append(failures, err)
+		}
+	}
+	if len(failures) != 1 {
+		t.Fatalf("two concurrent updates of one asset: %d failed (%v), want exactly one MVCC conflict", len(failures), failures)
+	}
+	var commitErr *client.CommitError
+	if !errors.As(failures[0], &commitErr) || commitErr.Code != pb.TxValidationCode_MVCC_READ_CONFLICT {
+		t.Fatalf("conflicting update: %v, want a CommitError with MVCC_READ_CONFLICT", failures[0])
+	}
 }

@@ -92,9 +92,11 @@ type Raft struct {
 	SnapshotIntervalSize ByteSize `yaml:"snapshotIntervalSize"`
 }
 
-// Default is the built-in local consortium: one orderer organisation with one
-// orderer, one application organisation Org1MSP with one peer, channel mychannel.
-// Every port is 0, so the network picks free ones at start.
+// Default is the smallest network: one orderer organisation with one
+// orderer, one application organisation Org1MSP with one peer, channel
+// mychannel. Tests and benchmarks that need one of each use it; `cairn network
+// up` starts Consortium. Every port is 0, so the network picks free ones at
+// start.
 func Default() *Network {
 	return &Network{
 		OrdererOrgs: []OrdererOrg{{
@@ -319,6 +321,25 @@ const (
 	MaxPeersPerOrg = 8
 	MaxOrderers    = 7
 )
+
+// The shape of the default local consortium (Consortium): what `cairn network
+// up` starts without --orgs, --peers-per-org, --orderers or --config.
+const (
+	DefaultOrgs        = 2
+	DefaultPeersPerOrg = 2
+	DefaultOrderers    = 3
+)
+
+// Consortium is the default local consortium: 3 raft orderers of OrdererMSP,
+// organisations Org1MSP and Org2MSP with 2 peers each, channel mychannel whose
+// chaincodes default to the MAJORITY endorsement policy.
+func Consortium() *Network {
+	n, err := Generate(DefaultOrgs, DefaultPeersPerOrg, DefaultOrderers)
+	if err != nil {
+		panic("netconfig: the default consortium is invalid: " + err.Error()) // constants above; cannot happen
+	}
+	return n
+}
 
 // Generate builds the standard local consortium of a given size: the orderer
 // organisation OrdererMSP (domain example.com) with orderer0 … orderer<orderers-1>,
