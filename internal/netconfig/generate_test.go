@@ -18,6 +18,28 @@ func TestGenerateDefaultSize(t *testing.T) {
 	}
 }
 
+// TestConsortium: the default consortium is 3 orderers and two
+// organisations with two peers each, valid as a network description.
+func TestConsortium(t *testing.T) {
+	n := netconfig.Consortium()
+	if err := n.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(n.OrdererOrgs[0].Orderers); got != 3 || n.OrdererOrgs[0].MSPID != "OrdererMSP" {
+		t.Fatalf("orderers %d of %s, want 3 of OrdererMSP", got, n.OrdererOrgs[0].MSPID)
+	}
+	var orgs []string
+	for _, o := range n.PeerOrgs {
+		orgs = append(orgs, o.MSPID)
+		if len(o.Peers) != 2 {
+			t.Fatalf("%s has %d peers, want 2", o.MSPID, len(o.Peers))
+		}
+	}
+	if !reflect.DeepEqual(orgs, []string{"Org1MSP", "Org2MSP"}) || n.Channel.Name != "mychannel" {
+		t.Fatalf("organisations %v, channel %s", orgs, n.Channel.Name)
+	}
+}
+
 func TestGenerateNames(t *testing.T) {
 	n, err := netconfig.Generate(3, 2, 5)
 	if err != nil {
