@@ -10,8 +10,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/cairn-ledger/cairn/gateway/internal/plan"
 	"github.com/cairn-ledger/cairn/internal/envelope"
+	"github.com/cairn-ledger/cairn/internal/plan"
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
 	gp "github.com/hyperledger/fabric-protos-go-apiv2/gateway"
 	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
@@ -102,6 +102,13 @@ func (s *Server) evaluate(ctx context.Context, req *gp.EvaluateRequest) (*gp.Eva
 		transientProtected = true
 	}
 	candidates := s.evaluators(v, p.ChaincodeName, targetOrgs)
+	if len(candidates) == 0 {
+		// The membership may not know yet that a chaincode just committed
+		// runs (even on this peer): refresh once, as policyPlan does.
+		if v, err = s.refreshed(ctx, p.ChannelID()); err == nil {
+			candidates = s.evaluators(v, p.ChaincodeName, targetOrgs)
+		}
+	}
 	if len(candidates) == 0 {
 		msg := fmt.Sprintf("no peers available to evaluate chaincode %s in channel %s", p.ChaincodeName, p.ChannelID())
 		if transientProtected {
@@ -224,6 +231,13 @@ func (s *Server) endorse(ctx context.Context, req *gp.EndorseRequest) (*gp.Endor
 		// The client names the endorsing organisations and answers for the
 		// policy being met.
 		if pl, err = s.planForOrgs(v, p.ChaincodeName, orgs); err != nil {
+			// Stale membership (see evaluate): refresh once and plan again.
+			if v, err = s.refreshed(ctx, p.ChannelID()); err == nil {
+				run.v = v
+				pl, err = s.planForOrgs(v, p.ChaincodeName, orgs)
+			}
+		}
+		if err != nil {
 			return nil, newRPCError(codes.Unavailable, err.Error())
 		}
 	} else if pl, err = run.planFromFirstEndorser(ctx, p); err != nil {
@@ -419,8 +433,7 @@ func (e *endorsement) policyPlan(ctx context.Context, first *peer.ProposalRespon
 	layouts, groups, err := plan.Layouts(e.v.bundle.Config().GetChannelGroup(), reqs, e.v.withChaincodes(ccs...))
 	if errors.Is(err, plan.ErrUnsatisfiable) {
 		e.log.Debug("refreshing membership after planning failed", "error", err)
-		s.cfg.Network.Refresh(ctx, channelID)
-		v, verr := s.view(channelID)
+		v, verr := s.refreshed(ctx, channelID)
 		if verr != nil {
 			return nil, fail(verr)
 		}
@@ -431,6 +444,13 @@ func (e *endorsement) policyPlan(ctx context.Context, first *peer.ProposalRespon
 		return nil, fail(err)
 	}
 	return plan.New(layouts, groups), nil
+}
+
+// refreshed brings the channel's membership up to date and returns the new
+// view of it.
+func (s *Server) refreshed(ctx context.Context, channelID string) (*channelView, error) {
+	s.cfg.Network.Refresh(ctx, channelID)
+	return s.view(channelID)
 }
 
 // planForOrgs is a plan of one layout: one peer of each named organisation.

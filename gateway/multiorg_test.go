@@ -46,6 +46,7 @@ type fakeNetwork struct {
 	policies  map[string]string // namespace → DSL, or a channel policy path
 	keys      map[string][]byte // namespace/key → validation parameter
 	refreshed int
+	onRefresh func(*fakeNetwork) // called by Refresh with mu held, if set
 }
 
 func (n *fakeNetwork) Peers(string) []gateway.Peer {
@@ -94,6 +95,9 @@ func (n *fakeNetwork) Refresh(context.Context, string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.refreshed++
+	if n.onRefresh != nil {
+		n.onRefresh(n)
+	}
 }
 
 // orgNet is a gateway of Org1 in a channel of three organisations with two
@@ -544,5 +548,48 @@ func TestEndorseRefreshesMembershipWhenUnsatisfiable(t *testing.T) {
 	}
 	if on.net.refreshed != 1 {
 		t.Fatalf("membership refreshed %d times, want once", on.net.refreshed)
+	}
+}
+
+// TestStaleMembershipRefreshedForEvaluateAndNamedOrgs: right after a
+// chaincode is committed the membership may not list it yet, even for the
+// local peer; evaluations and endorsements by named organisations refresh it
+// once instead of failing, as planning from the policy does.
+func TestStaleMembershipRefreshedForEvaluateAndNamedOrgs(t *testing.T) {
+	on := newOrgNet(t)
+	on.setPolicy("basic", "OR('Org1MSP.peer','Org2MSP.peer')")
+	forget := func() {
+		on.net.mu.Lock()
+		defer on.net.mu.Unlock()
+		known := map[string][]string{}
+		for i := range on.net.peers {
+			known[on.net.peers[i].Address] = on.net.peers[i].Chaincodes
+			on.net.peers[i].Chaincodes = nil
+		}
+		on.net.onRefresh = func(n *fakeNetwork) {
+			for i := range n.peers {
+				n.peers[i].Chaincodes = known[n.peers[i].Address]
+			}
+		}
+	}
+
+	forget()
+	if _, err := on.contract.EvaluateTransaction("echo", "x"); err != nil {
+		t.Fatalf("evaluate with stale membership: %v", err)
+	}
+	if on.net.refreshed != 1 {
+		t.Fatalf("membership refreshed %d times for the evaluation, want once", on.net.refreshed)
+	}
+
+	forget()
+	prop, err := on.contract.NewProposal("echo", client.WithArguments("x"), client.WithEndorsingOrganizations("Org1MSP"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prop.Endorse(); err != nil {
+		t.Fatalf("endorse by a named organisation with stale membership: %v", err)
+	}
+	if on.net.refreshed != 2 {
+		t.Fatalf("membership refreshed %d times in all, want twice", on.net.refreshed)
 	}
 }

@@ -12,8 +12,8 @@ import (
 	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/cairn-ledger/cairn/gateway/internal/plan"
 	"github.com/cairn-ledger/cairn/internal/channelconfig"
+	"github.com/cairn-ledger/cairn/internal/plan"
 )
 
 // Network is what the gateway knows of a channel beyond the local peer: its

@@ -1,5 +1,5 @@
-// Package peer is Cairn's peer node: it hosts the Endorser, Deliver, Gateway
-// and ChaincodeSupport gRPC services on one TLS listener, the channels it has
+// Package peer is Cairn's peer node: it hosts the Endorser, Deliver, Gateway,
+// Discovery, ChaincodeSupport and membership gRPC services on one TLS listener, the channels it has
 // joined (each pulling, validating and committing blocks), the system
 // chaincodes (cscc, qscc, _lifecycle) and an operations endpoint. New builds a
 // peer from its Config; Run serves until its context ends and then stops
@@ -255,6 +255,7 @@ func New(cfg Config, deps Deps) (*Peer, error) {
 	pb.RegisterDeliverServer(gs, deliver.New(deliver.Config{Channels: deliverChannels{p}, Logger: log}))
 	gp.RegisterGatewayServer(gs, gw)
 	p.net.attach(gs, gw)
+	p.serveDiscovery(gs)
 
 	_ = deps.Registry.Register(collectors.NewGoCollector())
 	p.ops = ops.New(ops.Config{

@@ -450,16 +450,6 @@ type readiness struct {
 	differ    map[string][]fieldDiff // orgs whose approval differs
 }
 
-func (r *readiness) approvedCount() int {
-	n := 0
-	for _, ok := range r.approvals {
-		if ok {
-			n++
-		}
-	}
-	return n
-}
-
 // explain says who has not approved and why, in org order.
 func (r *readiness) explain(seq int64) string {
 	var parts []string
@@ -542,11 +532,10 @@ func (c *request) commit(a *lb.CommitChaincodeDefinitionArgs) (proto.Message, er
 	if err := c.requireMember(r.orgs); err != nil {
 		return nil, err
 	}
-	need := len(r.orgs)/2 + 1
-	if got := r.approvedCount(); got < need {
-		return nil, fmt.Errorf("chaincode definition for '%s' at sequence %d is approved by %d of %d organizations on channel '%s', a majority needs %d: %s",
-			a.Name, a.Sequence, got, len(r.orgs), c.inv.ChannelID, need, r.explain(a.Sequence))
-	}
+	// As in Fabric, a peer endorses a commit only if its own organisation
+	// approved this definition; how many organisations must agree is the
+	// channel's /Channel/Application/LifecycleEndorsement policy, which
+	// validation applies to the endorsements (see ValidationPolicyForWrites).
 	if !r.approvals[c.scc.mspID] {
 		return nil, fmt.Errorf("chaincode definition not agreed to by this org (%s): %s", c.scc.mspID, r.explain(a.Sequence))
 	}

@@ -108,13 +108,15 @@ func TestScenarios(t *testing.T) {
 			steps: func(t *testing.T) []step {
 				return []step{
 					{org: "Org1MSP", fn: ApproveChaincodeDefinitionForMyOrgFuncName, args: approveArgs("basic", "1.0", 1, pkgID)},
-					{org: "Org1MSP", fn: CommitChaincodeDefinitionFuncName, args: commitArgs("basic", "1.0", 1),
+					// As in Fabric, a peer endorses a commit only when its own
+					// organisation approved; LifecycleEndorsement decides the rest.
+					{org: "Org2MSP", fn: CommitChaincodeDefinitionFuncName, args: commitArgs("basic", "1.0", 1),
 						wantStatus: 500, wantMsg: []string{
 							"failed to invoke backing implementation of 'CommitChaincodeDefinition': ",
-							"approved by 1 of 2 organizations on channel 'mychannel', a majority needs 2",
+							"chaincode definition not agreed to by this org (Org2MSP)",
 							"Org2MSP has not approved sequence 1",
 						}},
-					{org: "Org1MSP", fn: QueryChaincodeDefinitionFuncName, args: &lb.QueryChaincodeDefinitionArgs{Name: "basic"},
+					{org: "Org2MSP", fn: QueryChaincodeDefinitionFuncName, args: &lb.QueryChaincodeDefinitionArgs{Name: "basic"},
 						wantStatus: 404, wantMsg: []string{"namespace basic is not defined"}},
 					{org: "Org2MSP", fn: ApproveChaincodeDefinitionForMyOrgFuncName, args: approveArgs("basic", "1.0", 1, "")},
 					{org: "Org2MSP", fn: CommitChaincodeDefinitionFuncName, args: commitArgs("basic", "1.0", 1)},
@@ -145,9 +147,9 @@ func TestScenarios(t *testing.T) {
 								t.Errorf("mismatches = %v", res.Mismatches)
 							}
 						}},
-					{org: "Org1MSP", fn: CommitChaincodeDefinitionFuncName, args: commitArgs("basic", "1.0", 1),
+					{org: "Org2MSP", fn: CommitChaincodeDefinitionFuncName, args: commitArgs("basic", "1.0", 1),
 						wantStatus: 500, wantMsg: []string{
-							"approved by 1 of 3 organizations",
+							"chaincode definition not agreed to by this org (Org2MSP)",
 							"Org2MSP approved sequence 1 with a different definition (Version is '1.1' in the approval but '1.0' in the request; " +
 								"ValidationParameter is signature policy OR('Org1MSP.peer', 'Org2MSP.peer') in the approval but channel policy '/Channel/Application/Endorsement' in the request)",
 							"Org3MSP has not approved sequence 1",

@@ -12,8 +12,8 @@ import (
 	pb "github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/cairn-ledger/cairn/gateway/internal/plan"
 	"github.com/cairn-ledger/cairn/internal/msp/msptest"
+	"github.com/cairn-ledger/cairn/internal/plan"
 	"github.com/cairn-ledger/cairn/internal/policy"
 )
 

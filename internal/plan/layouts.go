@@ -1,4 +1,6 @@
-// Package plan owns the gateway's endorsement planning, as Fabric's discovery
+// Package plan owns endorsement planning, shared by the gateway (which walks
+// a Plan while collecting endorsements) and the discovery service (which
+// publishes the layouts as endorsement descriptors), as Fabric's discovery
 // service and gateway do it: from the endorsement policies a transaction must
 // satisfy and the peers that could endorse it, Layouts computes every minimal
 // way of satisfying all of them — a layout is a number of endorsements needed

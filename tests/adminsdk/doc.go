@@ -1,0 +1,15 @@
+// Package adminsdk is the acceptance test of Cairn with
+// github.com/hyperledger/fabric-admin-sdk v0.2.0: its chaincode package runs
+// the whole chaincode lifecycle (install, approve for two organisations,
+// check commit readiness, commit, query, and a sequence-2 upgrade that
+// changes the endorsement policy) against a local network the cairn binary
+// starts, and the fabric-gateway client checks that validation follows the
+// committed policy.
+//
+// It is a module of its own because fabric-admin-sdk v0.2.0 requires
+// fabric-gateway v1.11.0 while the main module stays on v1.10.0. Go forbids
+// importing the main module's internal packages from here, so the test
+// drives the network through the cairn command (`cairn network up|down`) and
+// reads network.json as any application would. The package holds no code
+// besides its test.
+package adminsdk
