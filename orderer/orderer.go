@@ -213,10 +213,12 @@ func New(cfg Config) (*Orderer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("orderer: broadcast TLS: %w", err)
 	}
-	if serverTLS.ClientAuth == tls.NoClientCert {
-		// The cluster service identifies consenters by their client certificate.
-		serverTLS.ClientAuth = tls.RequestClientCert
-	}
+	// Client certificates are requested, not verified in the handshake, as
+	// Fabric's orderer does without clientAuthRequired: Fabric tools that
+	// present a self-signed certificate must reach Broadcast and Deliver,
+	// which decide on signed envelopes; the cluster service pins the
+	// consenters' certificates from the channel config itself.
+	serverTLS.ClientAuth = tls.RequestClientCert
 	adminTLS, err := comm.ServerTLS(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.Admin.ClientRootCAs, true)
 	if err != nil {
 		return nil, fmt.Errorf("orderer: admin TLS: %w", err)

@@ -2,8 +2,6 @@ package peer
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -192,26 +190,6 @@ func (c Chaincode) builderConfig(dir string, lookupEnv func(string) (string, boo
 		bc.External = append(bc.External, builder.External{Name: e.Name, Path: e.Path, PropagateEnvironment: e.PropagateEnvironment})
 	}
 	return bc
-}
-
-// trustChaincodeCA creates the peer's chaincode CA and adds it to the
-// client roots of the peer's TLS server, so the chaincode processes the
-// peer launches can present the certificates it issues them. TLS client
-// authentication only admits the connection; what a client may do is
-// still decided by signed proposals and MSPs, as in Fabric.
-func trustChaincodeCA(cfg Config, serverTLS *tls.Config) (*launcher.CA, error) {
-	ca, err := launcher.NewCA(cfg.Name+" chaincode CA", nil)
-	if err != nil {
-		return nil, err
-	}
-	if serverTLS.ClientCAs == nil {
-		serverTLS.ClientCAs = x509.NewCertPool()
-	}
-	serverTLS.ClientCAs.AddCert(ca.Certificate())
-	if serverTLS.ClientAuth == tls.NoClientCert {
-		serverTLS.ClientAuth = tls.VerifyClientCertIfGiven
-	}
-	return ca, nil
 }
 
 // newLauncher wires the builders and the launcher; nil in dev mode.

@@ -251,7 +251,7 @@ func New(cfg Config, deps Deps) (*Peer, error) {
 		return nil, err
 	}
 	pb.RegisterEndorserServer(gs, end)
-	pb.RegisterChaincodeSupportServer(gs, p.support)
+	pb.RegisterChaincodeSupportServer(gs, chaincodeSupportServer{ChaincodeSupportServer: p.support, roots: serverTLS.ClientCAs})
 	pb.RegisterDeliverServer(gs, deliver.New(deliver.Config{Channels: deliverChannels{p}, Logger: log}))
 	gp.RegisterGatewayServer(gs, gw)
 	p.net.attach(gs, gw)
