@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -201,9 +202,11 @@ type Transport struct {
 	self    uint64
 	members map[uint64]*member
 	remotes map[uint64]*remote
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
 	once    sync.Once
+	// owned are the remotes Close stops: all of remotes, less those a newer
+	// Transport of the channel adopted.
+	ownMu sync.Mutex
+	owned map[uint64]*remote
 	// reporter hears about dropped raft messages and snapshot deliveries;
 	// nil until SetReporter.
 	reporter atomic.Pointer[chain.Reporter]
@@ -251,10 +254,9 @@ func (t *Transport) snapshotSent(id uint64) {
 // replaces (and closes) the channel's previous Transport. Consenters whose
 // certificates do not parse are left out, and logged.
 func (c *Cluster) Transport(channelID string, self uint64, consenters map[uint64]channelconfig.Consenter) chain.Transport {
-	ctx, cancel := context.WithCancel(c.ctx)
 	t := &Transport{
-		c: c, channel: channelID, self: self, cancel: cancel,
-		members: map[uint64]*member{}, remotes: map[uint64]*remote{},
+		c: c, channel: channelID, self: self,
+		members: map[uint64]*member{}, remotes: map[uint64]*remote{}, owned: map[uint64]*remote{},
 	}
 	log := c.log.With("channel", channelID)
 	for id, cons := range consenters {
@@ -276,7 +278,6 @@ func (c *Cluster) Transport(channelID string, self uint64, consenters map[uint64
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		cancel()
 		return t // sends are dropped, forwards fail
 	}
 	old := c.channels[channelID]
@@ -289,13 +290,23 @@ func (c *Cluster) Transport(channelID string, self uint64, consenters map[uint64
 			log.Error("consenter has no server TLS certificate; cannot reach it", "raft_id", id)
 			continue
 		}
+		// An unchanged consenter keeps its stream: closing it would fail the
+		// envelopes forwarded on it but not yet answered, which the leader
+		// may well have ordered (a client retrying them would order them
+		// twice).
+		if r := old.adopt(id, m); r != nil {
+			r.owner.Store(t)
+			t.remotes[id], t.owned[id] = r, r
+			continue
+		}
 		r := newRemote(t, m, log.With("remote", id, "endpoint", m.endpoint))
-		t.remotes[id] = r
-		t.wg.Add(1)
+		ctx, cancel := context.WithCancel(c.ctx)
+		r.cancel = cancel
+		t.remotes[id], t.owned[id] = r, r
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			defer t.wg.Done()
+			defer close(r.done)
 			r.run(ctx)
 		}()
 	}
@@ -306,9 +317,33 @@ func (c *Cluster) Transport(channelID string, self uint64, consenters map[uint64
 	return t
 }
 
-// Close stops the channel's outgoing streams and waits for them; the server
-// stops accepting the channel's traffic unless a newer Transport replaced this
-// one. It always returns nil.
+// adopt hands over the remote of consenter id, if this (older) Transport
+// still runs one to the same endpoint with the same certificates; nil
+// otherwise. t may be nil.
+func (t *Transport) adopt(id uint64, m *member) *remote {
+	if t == nil {
+		return nil
+	}
+	t.ownMu.Lock()
+	defer t.ownMu.Unlock()
+	r, ok := t.owned[id]
+	if !ok || !t.members[id].same(m) {
+		return nil
+	}
+	delete(t.owned, id)
+	return r
+}
+
+// same reports whether two members are the same consenter at the same
+// endpoint with the same certificates.
+func (m *member) same(o *member) bool {
+	return m.endpoint == o.endpoint && bytes.Equal(m.serverDER, o.serverDER) &&
+		slices.EqualFunc(m.certs, o.certs, bytes.Equal)
+}
+
+// Close stops the channel's outgoing streams it still owns and waits for
+// them; the server stops accepting the channel's traffic unless a newer
+// Transport replaced this one. It always returns nil.
 func (t *Transport) Close() error {
 	t.once.Do(func() {
 		t.c.mu.Lock()
@@ -316,8 +351,16 @@ func (t *Transport) Close() error {
 			delete(t.c.channels, t.channel)
 		}
 		t.c.mu.Unlock()
-		t.cancel()
-		t.wg.Wait()
+		t.ownMu.Lock()
+		owned := t.owned
+		t.owned = nil
+		t.ownMu.Unlock()
+		for _, r := range owned {
+			r.cancel()
+		}
+		for _, r := range owned {
+			<-r.done
+		}
 	})
 	return nil
 }

@@ -73,6 +73,7 @@ type fakeChannel struct {
 	orderErr error
 	ordered  chan []byte
 	hold     chan struct{} // when set, Submit waits for it to close
+	holding  int           // Submits waiting on hold
 	seqs     []uint64      // config sequences of the submitted envelopes
 }
 
@@ -90,6 +91,9 @@ func (f *fakeChannel) Submit(ctx context.Context, env []byte, seq uint64) error 
 	err, hold := f.orderErr, f.hold
 	f.mu.Unlock()
 	if hold != nil {
+		f.mu.Lock()
+		f.holding++
+		f.mu.Unlock()
 		select {
 		case <-hold:
 		case <-ctx.Done():
@@ -274,13 +278,20 @@ func TestSendAndForward(t *testing.T) {
 	bigMsg := raftMsg(pb.MessageType_MsgApp, 1, 2)
 	bigMsg.Entries = []*pb.Entry{{Data: make([]byte, 2<<10)}}
 	ta.Send([]*pb.Message{raftMsg(pb.MessageType_MsgHeartbeat, 3, 2), bigMsg, raftMsg(pb.MessageType_MsgHeartbeatResp, 1, 2)})
-	select {
-	case m := <-pb1.ch.stepped:
-		if m.GetType() != pb.MessageType_MsgHeartbeatResp {
-			t.Fatalf("stepped %v %v, want only the valid heartbeat response", m.GetType(), m.GetFrom())
+	for waiting := true; waiting; {
+		select {
+		case m := <-pb1.ch.stepped:
+			switch {
+			case m.GetType() == pb.MessageType_MsgHeartbeat && m.GetFrom() == 1:
+				// A late copy from the retry loop above.
+			case m.GetType() != pb.MessageType_MsgHeartbeatResp:
+				t.Fatalf("stepped %v %v, want only the valid heartbeat response", m.GetType(), m.GetFrom())
+			default:
+				waiting = false
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("valid message after dropped ones did not arrive")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("valid message after dropped ones did not arrive")
 	}
 
 	env, _ := proto.Marshal(&cb.Envelope{Payload: []byte("tx"), Signature: []byte("sig")})
@@ -461,4 +472,63 @@ func FuzzWellFormedEnvelope(f *testing.F) {
 			t.Fatalf("wellFormedEnvelope = %v, full decode says %v", got, want)
 		}
 	})
+}
+
+// TestMembershipChangeKeepsStreams: when a config block changes the
+// consenter set, the new Transport takes over the streams to consenters that
+// did not change, so an envelope forwarded just before (sent, not yet
+// answered) is still answered, rather than failed and retried by its client
+// while the leader orders it anyway.
+func TestMembershipChangeKeepsStreams(t *testing.T) {
+	pa, pb1, pc := startPeer(t, newNode(t, "a")), startPeer(t, newNode(t, "b")), startPeer(t, newNode(t, "c"))
+	members := map[uint64]channelconfig.Consenter{1: pa.consenter(pa.addr), 2: pb1.consenter(pb1.addr)}
+	ta := pa.c.Transport("ch", 1, members)
+	pb1.c.Transport("ch", 2, members)
+
+	hold := make(chan struct{})
+	pb1.ch.mu.Lock()
+	pb1.ch.hold = hold
+	pb1.ch.mu.Unlock()
+	env, _ := proto.Marshal(&cb.Envelope{Payload: []byte("tx"), Signature: []byte("sig")})
+	result := make(chan error, 1)
+	go func() { result <- ta.Forward(context.Background(), 2, env, 1) }()
+	// Wait until the leader's chain holds it: the request was sent.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pb1.ch.mu.Lock()
+		waiting := pb1.ch.holding > 0
+		pb1.ch.mu.Unlock()
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("forwarded envelope did not reach the remote chain")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	// Consenter 3 joins: node 2 is unchanged, so its stream is kept.
+	grown := map[uint64]channelconfig.Consenter{1: members[1], 2: members[2], 3: pc.consenter(pc.addr)}
+	ta2 := pa.c.Transport("ch", 1, grown)
+	close(hold)
+	if err := <-result; err != nil {
+		t.Fatalf("envelope forwarded before the membership change: %v", err)
+	}
+	if got := <-pb1.ch.ordered; string(got) != string(env) {
+		t.Fatal("forwarded envelope changed")
+	}
+	// The adopted stream now belongs to the new Transport and still works.
+	if err := ta2.Forward(context.Background(), 2, env, 1); err != nil {
+		t.Fatalf("forward after the change: %v", err)
+	}
+	<-pb1.ch.ordered
+	// A consenter whose endpoint changed gets a new stream, on which
+	// forwards work too.
+	moved := map[uint64]channelconfig.Consenter{1: members[1], 2: pc.consenter(pc.addr)}
+	pc.c.Transport("ch", 2, moved)
+	ta3 := pa.c.Transport("ch", 1, moved)
+	if err := ta3.Forward(context.Background(), 2, env, 1); err != nil {
+		t.Fatalf("forward to a consenter at a new endpoint: %v", err)
+	}
+	<-pc.ch.ordered
 }

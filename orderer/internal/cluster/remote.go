@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-ledger/cairn/internal/comm"
@@ -28,7 +29,14 @@ type submission struct {
 // goroutine (re)connects with backoff and owns the stream; Send and Forward
 // reach it through bounded queues.
 type remote struct {
-	t         *Transport
+	c       *Cluster
+	channel string
+	// owner is the Transport the remote reports to; a membership change
+	// hands an unchanged consenter's remote, stream and all, to the new
+	// Transport (adopt), so envelopes in flight to it are not lost.
+	owner     atomic.Pointer[Transport]
+	cancel    context.CancelFunc // stops run
+	done      chan struct{}      // closed when run has returned
 	id        uint64
 	endpoint  string
 	serverDER []byte
@@ -48,13 +56,20 @@ type remote struct {
 }
 
 func newRemote(t *Transport, m *member, log *slog.Logger) *remote {
-	return &remote{
-		t: t, id: m.id, endpoint: m.endpoint, serverDER: m.serverDER, log: log,
+	r := &remote{
+		c: t.c, channel: t.channel, done: make(chan struct{}),
+		id: m.id, endpoint: m.endpoint, serverDER: m.serverDER, log: log,
 		consensus: make(chan *pb.Message, t.c.cfg.SendQueueSize),
 		submits:   make(chan *submission, t.c.cfg.SendQueueSize),
 		pending:   map[uint64][]*submission{},
 	}
+	r.owner.Store(t)
+	return r
 }
+
+// unreachable and snapshotSent report to the remote's current owner.
+func (r *remote) unreachable(m *pb.Message) { r.owner.Load().unreachable(r.id, m) }
+func (r *remote) snapshotSent()             { r.owner.Load().snapshotSent(r.id) }
 
 // sendConsensus queues a raft message, dropping it (and reporting the node
 // unreachable) if the queue is full. raft never modifies a message it handed
@@ -64,8 +79,8 @@ func (r *remote) sendConsensus(m *pb.Message) {
 	case r.consensus <- m:
 	default:
 		r.log.Debug("send queue full; raft message dropped", "type", m.GetType().String())
-		r.t.c.cfg.Metrics.SendError(r.t.channel, "queue_full")
-		r.t.unreachable(r.id, m)
+		r.c.cfg.Metrics.SendError(r.channel, "queue_full")
+		r.unreachable(m)
 	}
 }
 
@@ -74,11 +89,11 @@ func (r *remote) consensusRequest(m *pb.Message) *clusterpb.StepRequest {
 	payload, err := proto.Marshal(m)
 	if err != nil {
 		r.log.Error("raft message not encodable; dropped", "type", m.GetType().String(), "err", err)
-		r.t.unreachable(r.id, m)
+		r.unreachable(m)
 		return nil
 	}
 	return &clusterpb.StepRequest{Payload: &clusterpb.StepRequest_ConsensusRequest{
-		ConsensusRequest: &clusterpb.ConsensusRequest{Channel: r.t.channel, Payload: payload},
+		ConsensusRequest: &clusterpb.ConsensusRequest{Channel: r.channel, Payload: payload},
 	}}
 }
 
@@ -105,7 +120,7 @@ func (r *remote) submit(ctx context.Context, env []byte, seq uint64) error {
 func (r *remote) tlsConfig() *tls.Config {
 	want := r.serverDER
 	return &tls.Config{
-		Certificates:       []tls.Certificate{r.t.c.cfg.ClientCert},
+		Certificates:       []tls.Certificate{r.c.cfg.ClientCert},
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: true, // replaced by the pinning below
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
@@ -125,7 +140,7 @@ func (r *remote) run(ctx context.Context) {
 			r.carry = nil
 		}
 	}()
-	conn, err := comm.Dial(r.endpoint, r.tlsConfig(), r.t.c.cfg.DialOptions...)
+	conn, err := comm.Dial(r.endpoint, r.tlsConfig(), r.c.cfg.DialOptions...)
 	if err != nil {
 		r.log.Error("cannot create connection to consenter", "err", err)
 		<-ctx.Done()
@@ -133,7 +148,7 @@ func (r *remote) run(ctx context.Context) {
 	}
 	defer conn.Close()
 	client := clusterpb.NewClusterClient(conn)
-	cfg := r.t.c.cfg
+	cfg := r.c.cfg
 	backoff := cfg.MinBackoff
 	for {
 		began := time.Now()
@@ -144,7 +159,7 @@ func (r *remote) run(ctx context.Context) {
 		}
 		// Messages queued meanwhile wait for the next stream; raft should
 		// stop streaming entries optimistically until then.
-		r.t.unreachable(r.id, nil)
+		r.unreachable(nil)
 		if time.Since(began) > cfg.MaxBackoff {
 			backoff = cfg.MinBackoff
 		}
@@ -216,20 +231,20 @@ func (r *remote) session(ctx context.Context, client clusterpb.ClusterClient) er
 			r.pending[id] = batch
 			r.mu.Unlock()
 			req = &clusterpb.StepRequest{Payload: &clusterpb.StepRequest_SubmitRequest{
-				SubmitRequest: &clusterpb.SubmitRequest{Channel: r.t.channel, Envelopes: envs, RequestId: id, ConfigSequence: s.seq},
+				SubmitRequest: &clusterpb.SubmitRequest{Channel: r.channel, Envelopes: envs, RequestId: id, ConfigSequence: s.seq},
 			}}
 		}
 		began := time.Now()
 		if err := stream.Send(req); err != nil {
-			r.t.c.cfg.Metrics.SendError(r.t.channel, "stream")
+			r.c.cfg.Metrics.SendError(r.channel, "stream")
 			if msg != nil {
-				r.t.unreachable(r.id, msg)
+				r.unreachable(msg)
 			}
 			return err
 		}
-		r.t.c.cfg.Metrics.SendLatency(r.t.channel, time.Since(began))
+		r.c.cfg.Metrics.SendLatency(r.channel, time.Since(began))
 		if msg.GetType() == pb.MessageType_MsgSnap {
-			r.t.snapshotSent(r.id)
+			r.snapshotSent()
 		}
 	}
 }
@@ -241,7 +256,7 @@ func (r *remote) session(ctx context.Context, client clusterpb.ClusterClient) er
 // envelope saves both ends most of the gRPC work.
 func (r *remote) batch(first *submission) []*submission {
 	batch := []*submission{first}
-	size, limit := len(first.env), r.t.c.cfg.MaxMessageSize/2
+	size, limit := len(first.env), r.c.cfg.MaxMessageSize/2
 	for len(batch) < maxSubmitBatch && size < limit {
 		select {
 		case s := <-r.submits:
