@@ -1,46 +1,60 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-ledger/cairn/internal/bench"
+	"github.com/cairn-ledger/cairn/internal/ccdeploy"
+	"github.com/cairn-ledger/cairn/internal/cryptogen"
 	"github.com/cairn-ledger/cairn/internal/localnet"
 	"github.com/cairn-ledger/cairn/internal/netconfig"
 )
 
 func newBenchEndorseCmd() *cobra.Command {
 	var (
-		networkDir  string
-		peerName    string
-		chaincode   string
-		clients     int
-		conns       int
-		duration    time.Duration
-		rate        int
-		presign     int
-		verifyEvery int
-		asJSON      bool
+		networkDir    string
+		peerName      string
+		chaincode     string
+		function      string
+		chaincodePIDs []int
+		clients       int
+		conns         int
+		duration      time.Duration
+		rate          int
+		presign       int
+		verifyEvery   int
+		asJSON        bool
 	)
 	c := &cobra.Command{
 		Use:   "endorse",
 		Short: "Send signed proposals from many callers to one peer and measure endorsements/s, latency and CPU per proposal",
 		Long: "Drives one peer's Endorser.ProcessProposal over TLS with proposals signed by the organisation's\n" +
-			"user1, each invoking CreateAsset of the sample contract with a fresh asset ID (one key read, one\n" +
-			"written), from --clients concurrent callers over --conns connections. A proposal counts when the\n" +
-			"answer has status 200 and an endorsement; one answer in --verify-every is verified in full\n" +
-			"(endorser signature, proposal hash, one write). Nothing is submitted for ordering.\n" +
+			"user1, each writing one fresh key, from --clients concurrent callers over --conns connections:\n" +
+			"with --chaincode shimcheck (default) Put of the plain-shim chaincode shimcheck (one PutState and\n" +
+			"nothing else); with --chaincode basic CreateAsset of the sample contract (one key read, one written,\n" +
+			"one event, plus the contract API's argument checks). A proposal counts when the answer has status\n" +
+			"200 and an endorsement; one answer in --verify-every is verified in full (endorser signature,\n" +
+			"proposal hash, one write). Nothing is submitted for ordering.\n" +
 			"Use --network DIR for a running network (network.json, the first peer of the first organisation\n" +
-			"unless --peer NAME); without it, a local network of one orderer and one peer with chaincode basic\n" +
-			"is started for the run and stopped afterwards. Proposals are signed on every core before the\n" +
-			"clock starts. CPU per proposal counts this process and the peer and chaincode processes.",
+			"unless --peer NAME), where the chaincode must already be deployed; without it, a local network of\n" +
+			"one orderer and one peer with chaincode basic is started for the run and stopped afterwards, and\n" +
+			"for --chaincode shimcheck shimcheck is run as a chaincode service (its own process, mutual TLS)\n" +
+			"and deployed on it. Proposals are signed on every core before the clock starts. CPU per proposal\n" +
+			"counts this process and the peer and chaincode processes (--chaincode-pid adds one, e.g. a\n" +
+			"chaincode service of a running network).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := signalContext()
@@ -48,6 +62,10 @@ func newBenchEndorseCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			progress := cmd.ErrOrStderr()
 			dir := networkDir
+			var ccProcs []bench.Process
+			for _, pid := range chaincodePIDs {
+				ccProcs = append(ccProcs, bench.Process{Role: "chaincode", PID: pid})
+			}
 			if dir == "" {
 				tmp, err := os.MkdirTemp("", "cairn-bench-")
 				if err != nil {
@@ -59,12 +77,21 @@ func newBenchEndorseCmd() *cobra.Command {
 					return err
 				}
 				fmt.Fprintf(progress, "» starting a local network (1 orderer, 1 peer, chaincode basic) in %s\n", tmp)
-				n, err := localnet.Up(ctx, localnet.Options{Dir: filepath.Join(tmp, "net"), Binary: bin, Network: netconfig.Default(), Progress: progress})
+				nc := netconfig.Default()
+				n, err := localnet.Up(ctx, localnet.Options{Dir: filepath.Join(tmp, "net"), Binary: bin, Network: nc, Progress: progress})
 				if err != nil {
 					return err
 				}
 				defer n.Stop()
 				dir = n.Dir
+				if chaincode == "shimcheck" {
+					cc, err := deployShimcheck(ctx, dir, bin, nc, progress)
+					if err != nil {
+						return err
+					}
+					defer cc.stop()
+					ccProcs = append(ccProcs, bench.Process{Role: "chaincode", PID: cc.cmd.Process.Pid})
+				}
 			}
 			info, err := localnet.LoadInfo(dir)
 			if err != nil {
@@ -80,7 +107,7 @@ func newBenchEndorseCmd() *cobra.Command {
 			}
 			cfg := bench.EndorseConfig{
 				Peer: peer.Address, ServerName: peer.Name, TLSRootCert: peer.TLSRootCert,
-				Channel: info.Channel, Chaincode: chaincode,
+				Channel: info.Channel, Chaincode: chaincode, Function: function,
 				MSPID: org.MSPID, CertFile: user.Cert, KeyFile: user.Key,
 				Clients: clients, Conns: conns, Duration: duration,
 				Rate: rate, Presign: presign, VerifyEvery: verifyEvery, Progress: progress,
@@ -88,6 +115,7 @@ func newBenchEndorseCmd() *cobra.Command {
 			if procs, err := localnet.LoadProcesses(dir); err == nil {
 				cfg.Processes = endorseProcesses(procs, peer.Address)
 			}
+			cfg.Processes = append(cfg.Processes, ccProcs...)
 			fmt.Fprintf(progress, "» sending proposals to %s (%s on %s) from %d callers for %s\n", peer.Name, chaincode, info.Channel, clients, duration)
 			res, err := bench.Endorse(ctx, cfg)
 			if err != nil {
@@ -106,7 +134,9 @@ func newBenchEndorseCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&networkDir, "network", "", "folder of a running network (network.json); empty starts a local one for the run")
 	c.Flags().StringVar(&peerName, "peer", "", "name of the peer to endorse on, as in network.json (default: the first)")
-	c.Flags().StringVar(&chaincode, "chaincode", "basic", "chaincode to invoke (the sample contract: CreateAsset)")
+	c.Flags().StringVar(&chaincode, "chaincode", "shimcheck", "chaincode to invoke: shimcheck (Put) or basic (CreateAsset), or one with either function")
+	c.Flags().StringVar(&function, "function", "", "function to invoke with a fresh key: Put or CreateAsset (default: Put for shimcheck, else CreateAsset)")
+	c.Flags().IntSliceVar(&chaincodePIDs, "chaincode-pid", nil, "PID of a chaincode process on this machine whose CPU counts too (repeatable)")
 	c.Flags().IntVar(&clients, "clients", bench.DefaultEndorseClients, "concurrent callers, each with one proposal in flight")
 	c.Flags().IntVar(&conns, "conns", bench.DefaultEndorseConns, "gRPC connections the callers share")
 	c.Flags().DurationVar(&duration, "duration", 10*time.Second, "measured run time")
@@ -143,4 +173,97 @@ func endorseProcesses(procs []*localnet.Process, address string) []bench.Process
 		}
 	}
 	return out
+}
+
+// ccaasProcess is a chaincode service the benchmark started.
+type ccaasProcess struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// stop ends the chaincode service with SIGTERM (SIGKILL after 5 s) and
+// waits for it.
+func (p *ccaasProcess) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// deployShimcheck runs shimcheck as a chaincode service (`cairn chaincode
+// run-sample shimcheck --ccaas`) for the first peer of the network nc started
+// in dir, and deploys it as chaincode shimcheck with internal/ccdeploy (the
+// flow of `cairn chaincode deploy --ccaas`). The peer reaches it over mutual
+// TLS, as it reaches basic (which dials the peer): the service presents the
+// peer's own TLS certificate (it names 127.0.0.1) and requires a client
+// certificate of the organisation's TLS CA, which the package gives the peer.
+func deployShimcheck(ctx context.Context, dir, bin string, nc *netconfig.Network, progress io.Writer) (_ *ccaasProcess, err error) {
+	if len(nc.PeerOrgs) == 0 || len(nc.PeerOrgs[0].Peers) == 0 {
+		return nil, errors.New("the network has no peer")
+	}
+	org, nd := nc.PeerOrgs[0], nc.PeerOrgs[0].Peers[0]
+	full := nd.FullName(org.Domain)
+	// The crypto folder `cairn network up` writes (see `cairn network`).
+	l := cryptogen.Layout{Root: filepath.Join(dir, "crypto")}
+	tlsCA, cert, key := l.TLSCACertPath(true, org.Domain), l.NodeTLSCertPath(true, org.Domain, full), l.NodeTLSKeyPath(true, org.Domain, full)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	pkg, err := ccdeploy.PackageCCaaS("shimcheck_1.0", ccdeploy.CCaaSOptions{
+		Address: addr, DialTimeout: "10s", RootCertFile: tlsCA, ClientCertFile: cert, ClientKeyFile: key,
+	})
+	if err != nil {
+		return nil, err
+	}
+	id, err := ccdeploy.PackageID(pkg)
+	if err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, "logs", "shimcheck.ccaas.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	fmt.Fprintf(progress, "» running chaincode shimcheck as a service on %s (log %s)\n", addr, logPath)
+	cmd := exec.Command(bin, "chaincode", "run-sample", "shimcheck", "--ccaas", addr, "--ccaas-id", id)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), "CHAINCODE_TLS_DISABLED=false",
+		"CHAINCODE_TLS_KEY="+key, "CHAINCODE_TLS_CERT="+cert, "CHAINCODE_CLIENT_CA_CERT="+tlsCA)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start chaincode shimcheck: %w", err)
+	}
+	p := &ccaasProcess{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
+	defer func() {
+		if err != nil {
+			p.stop()
+		}
+	}()
+	t := ccTarget{network: dir}
+	d, n, err := t.deployer(progress)
+	if err != nil {
+		return nil, err
+	}
+	defer n.Close()
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := d.Deploy(dctx, ccdeploy.Request{Name: "shimcheck", Version: "1.0", Package: pkg}); err != nil {
+		return nil, fmt.Errorf("deploy chaincode shimcheck: %w", err)
+	}
+	select {
+	case <-p.exited:
+		return nil, fmt.Errorf("chaincode shimcheck exited (%v); see %s", cmd.ProcessState, logPath)
+	default:
+	}
+	return p, nil
 }

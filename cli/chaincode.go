@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-ledger/cairn/chaincode/basic"
+	"github.com/cairn-ledger/cairn/chaincode/shimcheck"
 	"github.com/cairn-ledger/cairn/internal/ccdeploy"
 	"github.com/cairn-ledger/cairn/internal/comm"
 	"github.com/cairn-ledger/cairn/internal/crypto"
@@ -29,13 +30,25 @@ import (
 func newChaincodeCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "chaincode", Short: "Chaincode tools"}
 	var reconnect bool
+	var ccaas, ccaasID string
 	run := &cobra.Command{
 		Use:   "run-sample NAME",
 		Short: "Run a sample chaincode shipped with cairn as a process that dials its peer (CORE_* variables as Fabric's shim)",
-		Args:  cobra.ExactArgs(1),
+		Long: "Run a sample chaincode shipped with cairn: basic (the asset-transfer contract) or shimcheck (the\n" +
+			"plain-shim test chaincode). By default it dials its peer, configured by the CORE_* variables of\n" +
+			"Fabric's shim. shimcheck can instead serve as chaincode-as-a-service: --ccaas ADDRESS listens for\n" +
+			"the peers, registering as --ccaas-id (the ccaas package ID; or CHAINCODE_ID), with the\n" +
+			"CHAINCODE_TLS_* variables of Fabric's ccaas samples (plaintext unless CHAINCODE_TLS_DISABLED=false).",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] == "shimcheck" {
+				return runShimcheck(cmd, reconnect, ccaas, ccaasID)
+			}
 			if args[0] != "basic" {
 				return errUnknownSample(args[0])
+			}
+			if ccaas != "" {
+				return errors.New("--ccaas: only shimcheck runs as a chaincode service")
 			}
 			if !reconnect {
 				return basic.Run()
@@ -44,6 +57,8 @@ func newChaincodeCmd() *cobra.Command {
 		},
 	}
 	run.Flags().BoolVar(&reconnect, "reconnect", false, "dial the peer again whenever the connection ends (until SIGINT/SIGTERM), so the chaincode survives peer restarts")
+	run.Flags().StringVar(&ccaas, "ccaas", "", "shimcheck only: serve as chaincode-as-a-service on this host:port instead of dialling the peer")
+	run.Flags().StringVar(&ccaasID, "ccaas-id", "", "with --ccaas: the package ID to register as (default: CHAINCODE_ID)")
 	cmd.AddCommand(run)
 	addLifecycleCmds(cmd)
 	return cmd
@@ -79,8 +94,29 @@ func serveReconnecting(cmd *cobra.Command) error {
 	}
 }
 
+// runShimcheck runs the shimcheck chaincode until SIGINT/SIGTERM: as a
+// chaincode service on ccaas, or dialling the peer of the CORE_* variables.
+func runShimcheck(cmd *cobra.Command, reconnect bool, ccaas, ccaasID string) error {
+	if reconnect {
+		return errors.New("--reconnect: only basic reconnects; run shimcheck with --ccaas to let peers dial it")
+	}
+	if ccaas == "" && ccaasID != "" {
+		return errors.New("--ccaas-id needs --ccaas")
+	}
+	var args []string
+	if ccaas != "" {
+		args = append(args, "-ccaas.address", ccaas)
+		if ccaasID != "" {
+			args = append(args, "-ccaas.id", ccaasID)
+		}
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	return shimcheck.Run(ctx, args, os.Getenv, cmd.ErrOrStderr())
+}
+
 func errUnknownSample(name string) error {
-	return fmt.Errorf("unknown sample chaincode %q (available: basic)", name)
+	return fmt.Errorf("unknown sample chaincode %q (available: basic, shimcheck)", name)
 }
 
 // addLifecycleCmds adds the chaincode lifecycle commands (Fabric's `peer

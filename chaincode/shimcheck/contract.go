@@ -88,6 +88,12 @@ var functions = map[string]function{
 		}
 		return stub.GetState(a[0])
 	}},
+	// Put writes value under key: one PUT_STATE and nothing else, the
+	// "contract writing one key" of the endorsement benchmark
+	// (`cairn bench endorse --chaincode shimcheck`).
+	"Put": {2, "key value", func(stub shim.ChaincodeStubInterface, a []string) ([]byte, error) {
+		return nil, stub.PutState(a[0], []byte(a[1]))
+	}},
 	// Get returns key's committed value (empty when absent).
 	"Get": {1, "key", func(stub shim.ChaincodeStubInterface, a []string) ([]byte, error) {
 		return stub.GetState(a[0])

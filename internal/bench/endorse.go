@@ -42,16 +42,40 @@ const (
 	DefaultVerifyEvery = 100
 )
 
+// Functions an endorsement benchmark can invoke (EndorseConfig.Function).
+const (
+	// FunctionCreateAsset is CreateAsset of the sample contract basic
+	// (fabric-contract-api-go): one GetState of the fresh asset ID, one
+	// PutState, one event.
+	FunctionCreateAsset = "CreateAsset"
+	// FunctionPut is Put of the plain-shim chaincode shimcheck: one PutState
+	// of a fresh key and nothing else, the "contract writing one key".
+	FunctionPut = "Put"
+)
+
+// DefaultFunction is the function a benchmark invokes on chaincode cc when
+// EndorseConfig.Function is empty: Put for shimcheck, else CreateAsset.
+func DefaultFunction(cc string) string {
+	if cc == "shimcheck" {
+		return FunctionPut
+	}
+	return FunctionCreateAsset
+}
+
 // EndorseConfig configures an endorsement benchmark: proposals invoking
-// CreateAsset of the sample contract (one fresh key written each) sent to one
-// peer's Endorser.ProcessProposal.
+// CreateAsset of the sample contract, or Put of shimcheck (one fresh key
+// written each), sent to one peer's Endorser.ProcessProposal.
 type EndorseConfig struct {
 	// Peer is the Endorser address, ServerName the name its TLS certificate
 	// holds ("" means the host of Peer), TLSRootCert the PEM file of its TLS CA.
 	Peer, ServerName, TLSRootCert string
-	// Channel and Chaincode the proposals invoke; the chaincode must be the
-	// sample contract (CreateAsset id color size owner appraisedValue).
+	// Channel and Chaincode the proposals invoke ("" means basic).
 	Channel, Chaincode string
+	// Function is what each proposal invokes with a fresh key:
+	// FunctionCreateAsset (CreateAsset id color size owner appraisedValue of
+	// the sample contract) or FunctionPut (Put key value of shimcheck); ""
+	// means DefaultFunction(Chaincode).
+	Function string
 	// MSPID, CertFile and KeyFile name the client identity that signs the
 	// proposals (it must satisfy the channel's peer/Propose ACL).
 	MSPID, CertFile, KeyFile string
@@ -91,6 +115,9 @@ type Process struct {
 
 // EndorseResult is what `cairn bench endorse --json` prints.
 type EndorseResult struct {
+	// Chaincode and Function say what every proposal invoked.
+	Chaincode string `json:"chaincode"`
+	Function  string `json:"function"`
 	// TPS counts proposals endorsed (status 200 with an endorsement) during
 	// the measured window, per second.
 	TPS   float64 `json:"tps"`
@@ -169,6 +196,12 @@ func Endorse(ctx context.Context, cfg EndorseConfig) (*EndorseResult, error) {
 	}
 	if cfg.Chaincode == "" {
 		cfg.Chaincode = "basic"
+	}
+	if cfg.Function == "" {
+		cfg.Function = DefaultFunction(cfg.Chaincode)
+	}
+	if cfg.Function != FunctionCreateAsset && cfg.Function != FunctionPut {
+		return nil, fmt.Errorf("function %q: the benchmark invokes %s or %s", cfg.Function, FunctionCreateAsset, FunctionPut)
 	}
 	if cfg.Clients <= 0 {
 		cfg.Clients = DefaultEndorseClients
@@ -270,6 +303,7 @@ func Endorse(ctx context.Context, cfg EndorseConfig) (*EndorseResult, error) {
 	}
 
 	res := &EndorseResult{
+		Chaincode: cfg.Chaincode, Function: cfg.Function,
 		Sent: r.sent.Load(), Endorsed: r.endorsed.Load(), Errors: r.errs.Load(), FirstError: r.firstErr,
 		Verified: r.verified.Load(), VerifyEvery: cfg.VerifyEvery, Seconds: elapsed.Seconds(),
 		Presigned: len(r.pool), PresignSeconds: presignTime.Seconds(), SignedLive: r.signedLive.Load(),
@@ -379,9 +413,27 @@ func createAssetArgs(prefix string, i int) [][]byte {
 	}
 }
 
+// putValue is the value Put writes: about the size of the asset basic's
+// CreateAsset writes, so the two workloads move similar bytes.
+const putValue = `{"Color":"blue","Size":5,"Owner":"cairn-bench","AppraisedValue":300}`
+
+// putArgs are the arguments of the i-th proposal invoking shimcheck's Put:
+// a fresh key, written once.
+func putArgs(prefix string, i int) [][]byte {
+	return [][]byte{[]byte(FunctionPut), []byte(prefix + strconv.Itoa(i)), []byte(putValue)}
+}
+
+// args are the arguments of the i-th proposal of the run.
+func (r *endorseRun) args(i int) [][]byte {
+	if r.cfg.Function == FunctionPut {
+		return putArgs(r.prefix, i)
+	}
+	return createAssetArgs(r.prefix, i)
+}
+
 // sign builds and signs the i-th proposal.
 func (r *endorseRun) sign(i int) (*pb.SignedProposal, error) {
-	prop, _, err := envelope.NewProposal(r.cfg.Channel, r.cfg.Chaincode, createAssetArgs(r.prefix, i), nil, r.creator)
+	prop, _, err := envelope.NewProposal(r.cfg.Channel, r.cfg.Chaincode, r.args(i), nil, r.creator)
 	if err != nil {
 		return nil, err
 	}

@@ -68,6 +68,29 @@ func TestCreateAssetArgs(t *testing.T) {
 	}
 }
 
+func TestPutArgsAndDefaultFunction(t *testing.T) {
+	if DefaultFunction("shimcheck") != FunctionPut || DefaultFunction("basic") != FunctionCreateAsset || DefaultFunction("other") != FunctionCreateAsset {
+		t.Fatal("default functions: Put for shimcheck, CreateAsset otherwise")
+	}
+	client := testIdentity(t, "Org1MSP", "User1")
+	r := &endorseRun{cfg: EndorseConfig{Channel: "mychannel", Chaincode: "shimcheck", Function: FunctionPut}, signer: client, creator: client.Serialize(), prefix: "p-"}
+	a, b := r.args(1), r.args(2)
+	if len(a) != 3 || string(a[0]) != "Put" || string(a[1]) != "p-1" || string(a[2]) != putValue || string(b[1]) != "p-2" {
+		t.Fatalf("Put args %q, %q", a, b)
+	}
+	sp, err := r.sign(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prop, err := envelope.UnpackProposal(sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prop.ChaincodeName != "shimcheck" || string(prop.Input.Args[0]) != "Put" || string(prop.Input.Args[1]) != "p-3" {
+		t.Fatalf("proposal invokes %s %q", prop.ChaincodeName, prop.Input.Args)
+	}
+}
+
 func TestEndorsementChecker(t *testing.T) {
 	client := testIdentity(t, "Org1MSP", "User1")
 	peer := testIdentity(t, "Org1MSP", "peer0")

@@ -17,8 +17,11 @@
 // Support is safe for concurrent use. Each registered stream (Register for
 // chaincode that dials the peer, Serve for any stream, such as the peer's
 // client stream to a chaincode server) has one receiving goroutine, one
-// sending goroutine and a bounded number of request goroutines; Register and
-// Serve return only after the request and sending goroutines have stopped, and Close cancels every stream and waits for all goroutines
+// sending goroutine and a bounded number of request goroutines (single-key
+// reads and writes are answered by the goroutine that dispatches the
+// stream's messages, see inlineRequest);
+// Register and Serve return only after the request and sending goroutines
+// have stopped, and Close cancels every stream and waits for all goroutines
 // the package started. Any number of transactions may run on one stream at
 // once, keyed by channel and transaction ID. Requests of one transaction are
 // applied to its TxSimulator one at a time, and never after Execute returned,

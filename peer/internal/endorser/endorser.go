@@ -101,16 +101,23 @@ func (e *Endorser) ProcessProposal(ctx context.Context, sp *pb.SignedProposal) (
 	if err != nil {
 		return failed(500, "invalid proposal: %v", err), nil
 	}
-	log := e.cfg.Logger.With("tx.id", prop.TxID(), "channel", prop.ChannelID(), "chaincode", prop.ChaincodeName)
 	resp, err := e.process(ctx, prop)
 	if err != nil {
-		log.Warn("proposal refused", "error", err, policy.LogAttr(err))
+		e.cfg.Logger.Warn("proposal refused", proposalAttrs(prop, "error", err, policy.LogAttr(err))...)
 		return failed(500, "%v", err), nil
 	}
 	if s := resp.GetResponse().GetStatus(); s >= 400 {
-		log.Info("chaincode returned an error", "status", s, "message", resp.GetResponse().GetMessage())
+		e.cfg.Logger.Info("chaincode returned an error", proposalAttrs(prop, "status", s, "message", resp.GetResponse().GetMessage())...)
 	}
 	return resp, nil
+}
+
+// proposalAttrs are the attributes of a log line about prop, then more. They
+// are built only when a line is logged: a Logger.With per proposal cost ~1 %
+// of the peer's CPU per endorsement even though an endorsed proposal logs
+// nothing.
+func proposalAttrs(prop *envelope.Proposal, more ...any) []any {
+	return append([]any{"tx.id", prop.TxID(), "channel", prop.ChannelID(), "chaincode", prop.ChaincodeName}, more...)
 }
 
 func (e *Endorser) process(ctx context.Context, prop *envelope.Proposal) (*pb.ProposalResponse, error) {
