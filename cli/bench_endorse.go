@@ -62,6 +62,11 @@ func newBenchEndorseCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			progress := cmd.ErrOrStderr()
 			dir := networkDir
+			if dir != "" && !cmd.Flags().Changed("chaincode") {
+				// A running network has the sample deployed (network up), not
+				// shimcheck: use what is there unless told otherwise.
+				chaincode = "basic"
+			}
 			var ccProcs []bench.Process
 			for _, pid := range chaincodePIDs {
 				ccProcs = append(ccProcs, bench.Process{Role: "chaincode", PID: pid})
@@ -134,7 +139,7 @@ func newBenchEndorseCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&networkDir, "network", "", "folder of a running network (network.json); empty starts a local one for the run")
 	c.Flags().StringVar(&peerName, "peer", "", "name of the peer to endorse on, as in network.json (default: the first)")
-	c.Flags().StringVar(&chaincode, "chaincode", "shimcheck", "chaincode to invoke: shimcheck (Put) or basic (CreateAsset), or one with either function")
+	c.Flags().StringVar(&chaincode, "chaincode", "shimcheck", "chaincode to invoke: shimcheck (Put) or basic (CreateAsset), or one with either function (with --network the default is basic, which network up deploys)")
 	c.Flags().StringVar(&function, "function", "", "function to invoke with a fresh key: Put or CreateAsset (default: Put for shimcheck, else CreateAsset)")
 	c.Flags().IntSliceVar(&chaincodePIDs, "chaincode-pid", nil, "PID of a chaincode process on this machine whose CPU counts too (repeatable)")
 	c.Flags().IntVar(&clients, "clients", bench.DefaultEndorseClients, "concurrent callers, each with one proposal in flight")
