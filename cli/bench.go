@@ -20,6 +20,7 @@ func newBenchCmd() *cobra.Command {
 	cmd.AddCommand(newBenchOrdererCmd())
 	cmd.AddCommand(newBenchCommitterCmd())
 	cmd.AddCommand(newBenchEndorseCmd())
+	cmd.AddCommand(newBenchGatewayCmd())
 	return cmd
 }
 

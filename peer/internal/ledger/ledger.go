@@ -101,6 +101,10 @@ type Ledger struct {
 	nmu    sync.Mutex
 	notify chan struct{}
 	done   chan struct{}
+
+	// filters keeps the validation codes of the last blocks committed by this
+	// Ledger, for TxValidationCode.
+	filters recentFilters
 }
 
 // Open opens (creating if needed) the ledger in cfg.Dir and brings the state
@@ -255,6 +259,7 @@ func (l *Ledger) CommitDecoded(b *common.Block, codes []peer.TxValidationCode, d
 	if err := l.blocks.Append(b); err != nil {
 		return nil, fmt.Errorf("commit block %d: store block: %w", num, err)
 	}
+	l.filters.put(num, slices.Clone(filter))
 	// From here the block is durable; a failure leaves state behind the block
 	// store, which only Open repairs.
 	if l.beforeApply != nil {
@@ -325,17 +330,21 @@ func (l *Ledger) TxIDExists(txID string) (bool, error) {
 }
 
 // TxValidationCode returns the validation code the first transaction with
-// txID got, read from its block's TRANSACTIONS_FILTER.
+// txID got, read from its block's TRANSACTIONS_FILTER (kept in memory for the
+// last blocks committed, read from the block store for older ones).
 func (l *Ledger) TxValidationCode(txID string) (code peer.TxValidationCode, blockNum uint64, found bool, err error) {
 	blockNum, txNum, found, err := l.blocks.TxLocation(txID)
 	if err != nil || !found {
 		return 0, 0, found, err
 	}
-	b, err := l.blocks.Block(blockNum)
-	if err != nil {
-		return 0, 0, false, fmt.Errorf("validation code of %s: %w", txID, err)
+	filter, ok := l.filters.get(blockNum)
+	if !ok {
+		b, err := l.blocks.Block(blockNum)
+		if err != nil {
+			return 0, 0, false, fmt.Errorf("validation code of %s: %w", txID, err)
+		}
+		filter = block.TxFilter(b)
 	}
-	filter := block.TxFilter(b)
 	if txNum < 0 || txNum >= len(filter) {
 		return 0, 0, false, fmt.Errorf("validation code of %s: block %d filter has no entry %d", txID, blockNum, txNum)
 	}
