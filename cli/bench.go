@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -58,15 +60,6 @@ func newBenchOrdererCmd() *cobra.Command {
 			progress := cmd.ErrOrStderr()
 			dir := networkDir
 			if orderers > 0 {
-				tmp, err := os.MkdirTemp("", "cairn-bench-")
-				if err != nil {
-					return err
-				}
-				defer os.RemoveAll(tmp)
-				bin, err := os.Executable()
-				if err != nil {
-					return err
-				}
 				net := netconfig.Default()
 				net.OrdererOrgs[0].Orderers = nil
 				for i := 0; i < orderers; i++ {
@@ -74,12 +67,11 @@ func newBenchOrdererCmd() *cobra.Command {
 				}
 				net.Channel.BatchTimeout = netconfig.Duration(batchTimeout)
 				net.Channel.BatchSize.MaxMessageCount = maxMessages
-				fmt.Fprintf(progress, "» starting a local network with %d orderers in %s\n", orderers, tmp)
-				n, err := localnet.Up(ctx, localnet.Options{Dir: filepath.Join(tmp, "net"), Binary: bin, Network: net, Progress: progress, OrderersOnly: true})
+				n, err := startBenchNetwork(ctx, localnet.Options{Network: net, OrderersOnly: true}, progress, fmt.Sprintf("%d orderers", orderers))
 				if err != nil {
 					return err
 				}
-				defer n.Stop()
+				defer n.Close()
 				dir = n.Dir
 			}
 			info, err := localnet.LoadInfo(dir)
@@ -136,4 +128,39 @@ func newBenchOrdererCmd() *cobra.Command {
 	c.Flags().IntVar(&presign, "presign", 0, "envelopes to sign before the run (0: rate × duration + 10 %)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object: tps, p50_ms, p99_ms, sent, delivered, errors")
 	return c
+}
+
+// benchNetwork is a local network a benchmark started for its run.
+type benchNetwork struct {
+	*localnet.Network
+	Binary string // the cairn binary the network runs
+	tmp    string
+}
+
+// startBenchNetwork starts a network in a temporary folder, as `network up`
+// would, for a benchmark run: opts says which (Network, OrderersOnly); Dir,
+// Binary and Progress are filled in. describe says what it is in the progress
+// line. Close stops it and removes the folder.
+func startBenchNetwork(ctx context.Context, opts localnet.Options, progress io.Writer, describe string) (*benchNetwork, error) {
+	bin, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp("", "cairn-bench-")
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(progress, "» starting a local network (%s) in %s\n", describe, tmp)
+	opts.Dir, opts.Binary, opts.Progress = filepath.Join(tmp, "net"), bin, progress
+	n, err := localnet.Up(ctx, opts)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	return &benchNetwork{Network: n, Binary: bin, tmp: tmp}, nil
+}
+
+func (b *benchNetwork) Close() {
+	_ = b.Stop()
+	os.RemoveAll(b.tmp)
 }

@@ -72,25 +72,15 @@ func newBenchEndorseCmd() *cobra.Command {
 				ccProcs = append(ccProcs, bench.Process{Role: "chaincode", PID: pid})
 			}
 			if dir == "" {
-				tmp, err := os.MkdirTemp("", "cairn-bench-")
-				if err != nil {
-					return err
-				}
-				defer os.RemoveAll(tmp)
-				bin, err := os.Executable()
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(progress, "» starting a local network (1 orderer, 1 peer, chaincode basic) in %s\n", tmp)
 				nc := netconfig.Default()
-				n, err := localnet.Up(ctx, localnet.Options{Dir: filepath.Join(tmp, "net"), Binary: bin, Network: nc, Progress: progress})
+				n, err := startBenchNetwork(ctx, localnet.Options{Network: nc}, progress, "1 orderer, 1 peer, chaincode basic")
 				if err != nil {
 					return err
 				}
-				defer n.Stop()
+				defer n.Close()
 				dir = n.Dir
 				if chaincode == "shimcheck" {
-					cc, err := deployShimcheck(ctx, dir, bin, nc, progress)
+					cc, err := deployShimcheck(ctx, dir, n.Binary, nc, progress)
 					if err != nil {
 						return err
 					}

@@ -3,8 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -58,27 +56,17 @@ func newBenchGatewayCmd() *cobra.Command {
 			progress := cmd.ErrOrStderr()
 			dir := networkDir
 			if dir == "" {
-				tmp, err := os.MkdirTemp("", "cairn-bench-")
-				if err != nil {
-					return err
-				}
-				defer os.RemoveAll(tmp)
-				bin, err := os.Executable()
-				if err != nil {
-					return err
-				}
 				net, err := netconfig.Generate(2, 1, 3)
 				if err != nil {
 					return err
 				}
 				net.Channel.BatchTimeout = netconfig.Duration(batchTimeout)
 				net.Channel.BatchSize.MaxMessageCount = maxMessages
-				fmt.Fprintf(progress, "» starting a local network (3 orderers, 2 orgs × 1 peer, chaincode basic, batch timeout %s) in %s\n", batchTimeout, tmp)
-				n, err := localnet.Up(ctx, localnet.Options{Dir: filepath.Join(tmp, "net"), Binary: bin, Network: net, Progress: progress})
+				n, err := startBenchNetwork(ctx, localnet.Options{Network: net}, progress, fmt.Sprintf("3 orderers, 2 orgs × 1 peer, chaincode basic, batch timeout %s", batchTimeout))
 				if err != nil {
 					return err
 				}
-				defer n.Stop()
+				defer n.Close()
 				dir = n.Dir
 			}
 			info, err := localnet.LoadInfo(dir)
