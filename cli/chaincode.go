@@ -18,12 +18,14 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-ledger/cairn/chaincode/basic"
 	"github.com/cairn-ledger/cairn/chaincode/shimcheck"
 	"github.com/cairn-ledger/cairn/internal/ccdeploy"
 	"github.com/cairn-ledger/cairn/internal/comm"
 	"github.com/cairn-ledger/cairn/internal/crypto"
+	"github.com/cairn-ledger/cairn/internal/envelope"
 	"github.com/cairn-ledger/cairn/internal/localnet"
 )
 
@@ -211,23 +213,55 @@ func orgIDs(info *localnet.Info) []string {
 }
 
 func loadAdmin(o localnet.Organization) (*crypto.SigningIdentity, error) {
-	u, ok := o.Users["admin"]
+	return loadUser(o, "admin")
+}
+
+// loadUser reads a user's signing identity as network.json names it.
+func loadUser(o localnet.Organization, user string) (*crypto.SigningIdentity, error) {
+	u, ok := o.Users[user]
 	if !ok {
-		return nil, fmt.Errorf("organisation %s has no admin user in network.json", o.MSPID)
+		return nil, fmt.Errorf("organisation %s has no user %q in network.json", o.MSPID, user)
 	}
 	certPEM, err := os.ReadFile(u.Cert)
 	if err != nil {
-		return nil, fmt.Errorf("admin of %s: %w", o.MSPID, err)
+		return nil, fmt.Errorf("%s of %s: %w", user, o.MSPID, err)
 	}
 	keyPEM, err := os.ReadFile(u.Key)
 	if err != nil {
-		return nil, fmt.Errorf("admin of %s: %w", o.MSPID, err)
+		return nil, fmt.Errorf("%s of %s: %w", user, o.MSPID, err)
 	}
 	key, err := crypto.ParsePrivateKeyPEM(keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("admin of %s: %w", o.MSPID, err)
+		return nil, fmt.Errorf("%s of %s: %w", user, o.MSPID, err)
 	}
 	return &crypto.SigningIdentity{MSPID: o.MSPID, CertPEM: certPEM, Key: key}, nil
+}
+
+// initProposal is the fabric-gateway client's Proposal for an invocation
+// marked IsInit, which the client cannot build itself: Cairn builds and
+// signs the proposal, the client endorses and submits it (offline signing).
+func initProposal(gw *client.Gateway, o localnet.Organization, user, channel, name string, args []string, transient map[string][]byte) (*client.Proposal, error) {
+	signer, err := loadUser(o, user)
+	if err != nil {
+		return nil, err
+	}
+	raw := make([][]byte, len(args))
+	for i, a := range args {
+		raw[i] = []byte(a)
+	}
+	prop, txID, err := envelope.NewInitProposal(channel, name, raw, transient, signer.Serialize())
+	if err != nil {
+		return nil, err
+	}
+	sp, err := envelope.SignProposal(prop, signer)
+	if err != nil {
+		return nil, err
+	}
+	bytes, err := proto.Marshal(&gp.ProposedTransaction{TransactionId: txID, Proposal: sp})
+	if err != nil {
+		return nil, err
+	}
+	return gw.NewSignedProposal(bytes, sp.Signature)
 }
 
 func dialPeer(p localnet.Peer) (*grpc.ClientConn, error) {
@@ -671,6 +705,7 @@ func newCCInvokeCmd(query bool) *cobra.Command {
 	var t ccTarget
 	var name, user string
 	var transient []string
+	var isInit bool
 	use, short := "invoke", "Submit a transaction through the Fabric Gateway and print its result, transaction ID and validation code"
 	if query {
 		use, short = "query", "Evaluate a transaction through the Fabric Gateway (nothing is committed) and print its result"
@@ -717,8 +752,25 @@ func newCCInvokeCmd(query bool) *cobra.Command {
 				fmt.Fprintln(out, string(res))
 				return nil
 			}
-			res, commit, err := contract.SubmitAsyncWithContext(ctx, args[0], opts...)
-			if err != nil {
+			var (
+				res    []byte
+				commit *client.Commit
+			)
+			if isInit {
+				channel := cmp.Or(t.channel, info.Channel)
+				prop, err := initProposal(gw, info.Organizations[oi], user, channel, name, args, tm)
+				if err != nil {
+					return err
+				}
+				tx, err := prop.EndorseWithContext(ctx)
+				if err != nil {
+					return gatewayError(err)
+				}
+				res = tx.Result()
+				if commit, err = tx.SubmitWithContext(ctx); err != nil {
+					return gatewayError(err)
+				}
+			} else if res, commit, err = contract.SubmitAsyncWithContext(ctx, args[0], opts...); err != nil {
 				return gatewayError(err)
 			}
 			status, err := commit.StatusWithContext(ctx)
@@ -736,6 +788,9 @@ func newCCInvokeCmd(query bool) *cobra.Command {
 	c.Flags().StringVar(&name, "name", "", "chaincode name")
 	c.Flags().StringVar(&user, "user", "user1", "user of the organisation in network.json (user1, admin, ...)")
 	c.Flags().StringArrayVar(&transient, "transient", nil, "transient data key=value (repeatable); not recorded on the ledger")
+	if !query {
+		c.Flags().BoolVar(&isInit, "init", false, "invoke as the chaincode's Init: the first invocation of a definition committed with --init-required (Fabric's --isInit)")
+	}
 	return c
 }
 

@@ -154,6 +154,17 @@ func ProposalHash(header *cb.Header, cpp *pb.ChaincodeProposalPayload) ([]byte, 
 // NewProposal builds an endorser-transaction proposal that invokes chaincode
 // with args on a channel, with a fresh nonce and the derived tx ID.
 func NewProposal(channelID, chaincode string, args [][]byte, transient map[string][]byte, creator []byte) (*pb.Proposal, string, error) {
+	return newProposal(channelID, chaincode, &pb.ChaincodeInput{Args: args}, transient, creator)
+}
+
+// NewInitProposal is NewProposal for the invocation that initialises a
+// chaincode whose definition requires it (ChaincodeInput.IsInit, Fabric's
+// `peer chaincode invoke --isInit`).
+func NewInitProposal(channelID, chaincode string, args [][]byte, transient map[string][]byte, creator []byte) (*pb.Proposal, string, error) {
+	return newProposal(channelID, chaincode, &pb.ChaincodeInput{Args: args, IsInit: true}, transient, creator)
+}
+
+func newProposal(channelID, chaincode string, input *pb.ChaincodeInput, transient map[string][]byte, creator []byte) (*pb.Proposal, string, error) {
 	nonce, err := NewNonce()
 	if err != nil {
 		return nil, "", err
@@ -170,7 +181,7 @@ func NewProposal(channelID, chaincode string, args [][]byte, transient map[strin
 	spec := &pb.ChaincodeInvocationSpec{ChaincodeSpec: &pb.ChaincodeSpec{
 		Type:        pb.ChaincodeSpec_GOLANG,
 		ChaincodeId: &pb.ChaincodeID{Name: chaincode},
-		Input:       &pb.ChaincodeInput{Args: args},
+		Input:       input,
 	}}
 	cpp := &pb.ChaincodeProposalPayload{Input: mustMarshal(spec), TransientMap: transient}
 	prop := &pb.Proposal{

@@ -245,4 +245,32 @@ func TestChaincodeDeployCLI(t *testing.T) {
 		t.Fatalf("query: %v", err)
 	}
 	mustContain(t, out, `"Color":"blue"`)
+
+	// A definition committed with --init-required runs only its Init first
+	// (invoke --init, Fabric's --isInit), and only once per version.
+	initAddr, _ := startChaincodeServer(t, "initassets_1.0")
+	if out, _, err = cairnChaincode(t, dir, "deploy", "--name", "initassets", "--ccaas", initAddr, "--init-required"); err != nil {
+		t.Fatalf("deploy --init-required: %v\n%s", err, out)
+	}
+	var stderr string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		_, stderr, err = cairnChaincodeQuiet(dir, "invoke", "--name", "initassets", "CreateAsset", "before-init", "red", "1", "Ana", "1")
+		if err != nil && strings.Contains(stderr+err.Error(), "must call as init first") || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err == nil || !strings.Contains(stderr+err.Error(), "has not been initialized for this version, must call as init first") {
+		t.Fatalf("invoke before init: %v\n%s", err, stderr)
+	}
+	if out, _, err = cairnChaincode(t, dir, "invoke", "--name", "initassets", "--init", "InitLedger"); err != nil {
+		t.Fatalf("invoke --init: %v", err)
+	}
+	mustContain(t, out, "validation code: VALID")
+	if out, _, err = cairnChaincode(t, dir, "invoke", "--name", "initassets", "CreateAsset", "after-init", "red", "1", "Ana", "1"); err != nil {
+		t.Fatalf("invoke after init: %v", err)
+	}
+	mustContain(t, out, "validation code: VALID")
+	if _, stderr, err = cairnChaincodeQuiet(dir, "invoke", "--name", "initassets", "--init", "InitLedger"); err == nil || !strings.Contains(stderr+err.Error(), "is already initialized but called as init") {
+		t.Fatalf("second invoke --init: %v\n%s", err, stderr)
+	}
 }

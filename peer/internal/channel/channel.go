@@ -163,26 +163,34 @@ func (c *Channel) TxIDExists(txID string) (bool, error) { return c.ledger.TxIDEx
 // ChaincodePackageID resolves the package this peer's organisation approved
 // for the committed definition of chaincode name.
 func (c *Channel) ChaincodePackageID(name string) (string, error) {
+	pkg, _, err := c.ChaincodeInfo(name)
+	return pkg, err
+}
+
+// ChaincodeInfo resolves the package this peer's organisation approved for
+// the committed definition of chaincode name, and the definition itself
+// (version, init-required) that endorsement needs.
+func (c *Channel) ChaincodeInfo(name string) (string, *lifecycle.ChaincodeDefinition, error) {
 	qe, err := c.ledger.NewQueryExecutor()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer qe.Done()
 	def, ok, err := lifecycle.Definition(qe, name)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if !ok {
-		return "", fmt.Errorf("chaincode %s is not defined", name)
+		return "", nil, fmt.Errorf("chaincode %s is not defined", name)
 	}
 	pkg, ok, err := lifecycle.ApprovedPackageID(qe, name, def.Sequence, c.cfg.MSPID)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if !ok || pkg == "" {
-		return "", fmt.Errorf("organisation %s approved no installed package for chaincode %s sequence %d", c.cfg.MSPID, name, def.Sequence)
+		return "", nil, fmt.Errorf("organisation %s approved no installed package for chaincode %s sequence %d", c.cfg.MSPID, name, def.Sequence)
 	}
-	return pkg, nil
+	return pkg, def, nil
 }
 
 // EndorsementPolicy implements validator.Policies over committed state.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cairn-ledger/cairn/internal/channelconfig"
 	"github.com/cairn-ledger/cairn/peer/internal/ledger"
+	"github.com/cairn-ledger/cairn/peer/internal/lifecycle"
 )
 
 // fakeChannel is a channel without configuration: enough for the paths
@@ -19,6 +20,9 @@ func (c fakeChannel) NewTxSimulator(txID string) (*ledger.TxSimulator, error) {
 }
 func (fakeChannel) TxIDExists(string) (bool, error)                { return false, nil }
 func (fakeChannel) ChaincodePackageID(name string) (string, error) { return name + ":pkg", nil }
+func (fakeChannel) ChaincodeInfo(name string) (string, *lifecycle.ChaincodeDefinition, error) {
+	return name + ":pkg", &lifecycle.ChaincodeDefinition{Name: name, Version: "1.0", Sequence: 1}, nil
+}
 
 type fakeChannels map[string]Channel
 

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"unicode/utf8"
 
 	pb "github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	"google.golang.org/protobuf/proto"
@@ -29,6 +30,7 @@ import (
 	"github.com/cairn-ledger/cairn/internal/policy"
 	"github.com/cairn-ledger/cairn/peer/internal/chaincode"
 	"github.com/cairn-ledger/cairn/peer/internal/ledger"
+	"github.com/cairn-ledger/cairn/peer/internal/lifecycle"
 )
 
 // Channel is what endorsement needs of one joined channel.
@@ -39,7 +41,14 @@ type Channel interface {
 	// ChaincodePackageID resolves the chaincode process that serves a committed
 	// chaincode for this peer's organisation.
 	ChaincodePackageID(name string) (string, error)
+	// ChaincodeInfo is ChaincodePackageID with the committed definition.
+	ChaincodeInfo(name string) (string, *lifecycle.ChaincodeDefinition, error)
 }
+
+// InitializedKey is the key, in a chaincode's own namespace, where the
+// version of its definition that was initialised is recorded when the
+// definition requires initialisation (Fabric's InitializedKeyName).
+const InitializedKey = "\x00" + string(utf8.MaxRune) + "initialized"
 
 // Channels finds joined channels.
 type Channels interface {
@@ -179,9 +188,13 @@ func (e *Endorser) process(ctx context.Context, prop *envelope.Proposal) (*pb.Pr
 	if sys, ok := e.cfg.System[prop.ChaincodeName]; ok {
 		resp = sys.Invoke(ctx, Invocation{Proposal: prop, Creator: creator, Channel: ch, Sim: sim})
 	} else {
-		pkgID, err := ch.ChaincodePackageID(prop.ChaincodeName)
+		pkgID, def, err := ch.ChaincodeInfo(prop.ChaincodeName)
 		if err != nil {
 			return nil, fmt.Errorf("make sure the chaincode %s has been successfully defined on channel %s and try again: %w", prop.ChaincodeName, prop.ChannelID(), err)
+		}
+		isInit, err := checkInit(prop.ChaincodeName, def, prop.Input.GetIsInit(), sim)
+		if err != nil {
+			return nil, err
 		}
 		cc = &callees{
 			e: e, channel: ch, channelID: prop.ChannelID(),
@@ -194,6 +207,7 @@ func (e *Endorser) process(ctx context.Context, prop *envelope.Proposal) (*pb.Pr
 			TxID:           prop.TxID(),
 			SignedProposal: prop.Signed,
 			Input:          prop.Input,
+			Init:           isInit,
 			Callees:        cc,
 		}, simulator{sim})
 		if err != nil {
@@ -239,6 +253,44 @@ func interest(top string, called []string) *pb.ChaincodeInterest {
 		}
 	}
 	return ci
+}
+
+// initState is the part of a transaction simulator checkInit uses.
+type initState interface {
+	GetState(ns, key string) ([]byte, error)
+	SetState(ns, key string, value []byte) error
+}
+
+// checkInit applies a definition's init-required rule as Fabric's
+// ChaincodeSupport.CheckInvocation does: while the version in force has not
+// been initialised, only an invocation marked IsInit may run (as the
+// chaincode's Init, recording the version under InitializedKey in the same
+// transaction); afterwards, or for a definition without the rule, IsInit is
+// refused. It reports whether to run the chaincode's Init.
+func checkInit(name string, def *lifecycle.ChaincodeDefinition, isInit bool, sim initState) (bool, error) {
+	if !def.InitRequired {
+		if isInit {
+			return false, fmt.Errorf("chaincode '%s' does not require initialization but called as init", name)
+		}
+		return false, nil
+	}
+	done, err := sim.GetState(name, InitializedKey)
+	if err != nil {
+		return false, fmt.Errorf("read the initialization of chaincode %s: %w", name, err)
+	}
+	needs := string(done) != def.Version
+	switch {
+	case isInit && !needs:
+		return false, fmt.Errorf("chaincode '%s' is already initialized but called as init", name)
+	case !isInit && needs:
+		return false, fmt.Errorf("chaincode '%s' has not been initialized for this version, must call as init first", name)
+	case isInit:
+		if err := sim.SetState(name, InitializedKey, []byte(def.Version)); err != nil {
+			return false, fmt.Errorf("record the initialization of chaincode %s: %w", name, err)
+		}
+		return true, nil
+	}
+	return false, nil
 }
 
 // CheckACL evaluates the channel policy guarding resource (Fabric's ACL names,
