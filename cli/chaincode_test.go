@@ -114,7 +114,7 @@ func TestChaincodeTargetSelection(t *testing.T) {
 		t.Fatalf("unknown peer: %v", err)
 	}
 	_, _, err = runCairn(t, "chaincode", "list", "--network", dir, "--org", "Org2MSP")
-	if err == nil || !strings.Contains(err.Error(), "no admin user") {
+	if err == nil || !strings.Contains(err.Error(), `no user "admin"`) {
 		t.Fatalf("org without admin in network.json: %v", err)
 	}
 }
