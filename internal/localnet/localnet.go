@@ -183,11 +183,12 @@ func (n *Network) layout() cryptogen.Layout { return cryptogen.Layout{Root: n.cr
 
 // assignPorts gives every node port left at 0 a free one.
 func (n *Network) assignPorts() error {
+	taken := map[int]bool{}
 	pick := func(p *int, host string) error {
 		if *p != 0 {
 			return nil
 		}
-		port, err := freePort(host)
+		port, err := freePort(host, taken)
 		if err != nil {
 			return fmt.Errorf("find a free port: %w", err)
 		}
