@@ -51,14 +51,54 @@ func parseStatCPU(raw []byte) (time.Duration, error) {
 }
 
 // cpuOf sums the CPU time of this process and pids; ok is false if any of
-// them could not be read (not Linux, a process gone).
+// them could not be read.
 func cpuOf(pids []int) (total time.Duration, ok bool) {
+	times, ok := cpuByProcess(pids)
+	for _, t := range times {
+		total += t
+	}
+	return total, ok
+}
+
+// cpuByProcess reads the CPU time of this process (first) and of pids; ok
+// is false if any could not be read (not Linux, a process gone).
+func cpuByProcess(pids []int) (times []time.Duration, ok bool) {
+	times = make([]time.Duration, 0, len(pids)+1)
 	for _, pid := range append([]int{0}, pids...) {
 		t, err := cpuTime(pid)
 		if err != nil {
-			return 0, false
+			return nil, false
 		}
-		total += t
+		times = append(times, t)
 	}
-	return total, true
+	return times, true
+}
+
+func pidsOf(procs []Process) []int {
+	pids := make([]int, len(procs))
+	for i, p := range procs {
+		pids[i] = p.PID
+	}
+	return pids
+}
+
+// cpuPerRole turns CPU times read by cpuByProcess before and after a window
+// into µs per proposal by role ("bench" for this process) and the total.
+func cpuPerRole(procs []Process, before, after []time.Duration, proposals int64) (map[string]float64, time.Duration) {
+	byRole := map[string]time.Duration{}
+	var total time.Duration
+	for i := range after {
+		role := "bench"
+		if i > 0 {
+			role = procs[i-1].Role
+		}
+		d := after[i] - before[i]
+		byRole[role] += d
+		total += d
+	}
+	us := make(map[string]float64, len(byRole))
+	for role, d := range byRole {
+		us[role] = float64(d/time.Microsecond) / float64(proposals)
+	}
+	return us, total
 }

@@ -1,6 +1,10 @@
 package bench
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -22,5 +26,36 @@ func TestParseStatCPU(t *testing.T) {
 	}
 	if self, err := cpuTime(0); err != nil || self < 0 {
 		t.Fatalf("own CPU time: %v, %v", self, err)
+	}
+}
+
+func TestOnEveryCore(t *testing.T) {
+	done := make([]atomic.Bool, 1000)
+	if err := onEveryCore(context.Background(), len(done), func(i int) error {
+		if done[i].Swap(true) {
+			return fmt.Errorf("index %d run twice", i)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range done {
+		if !done[i].Load() {
+			t.Fatalf("index %d not run", i)
+		}
+	}
+	boom := errors.New("boom")
+	if err := onEveryCore(context.Background(), 100, func(i int) error {
+		if i == 50 {
+			return boom
+		}
+		return nil
+	}); !errors.Is(err, boom) {
+		t.Fatalf("error from one call: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := onEveryCore(ctx, 100, func(int) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled context: %v", err)
 	}
 }

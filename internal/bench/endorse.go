@@ -269,14 +269,14 @@ func Endorse(ctx context.Context, cfg EndorseConfig) (*EndorseResult, error) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cpuStart, cpuOK := cpuByProcess(cfg.Processes)
+	cpuStart, cpuOK := cpuByProcess(pidsOf(cfg.Processes))
 	r.began = time.Now()
 	r.deadline = r.began.Add(cfg.Duration)
 	cpuEnd := make(chan []time.Duration, 1)
 	go func() {
 		select {
 		case <-time.After(cfg.Duration):
-			if t, ok := cpuByProcess(cfg.Processes); ok {
+			if t, ok := cpuByProcess(pidsOf(cfg.Processes)); ok {
 				cpuEnd <- t
 			}
 		case <-runCtx.Done():
@@ -344,49 +344,6 @@ func loadSigner(mspID, certFile, keyFile string) (*crypto.SigningIdentity, error
 	return &crypto.SigningIdentity{MSPID: mspID, CertPEM: certPEM, Key: key}, nil
 }
 
-// cpuByProcess reads the CPU time of this process (first) and of procs; ok
-// is false if any could not be read.
-func cpuByProcess(procs []Process) (times []time.Duration, ok bool) {
-	times = make([]time.Duration, 0, len(procs)+1)
-	for _, pid := range append([]int{0}, pidsOf(procs)...) {
-		t, err := cpuTime(pid)
-		if err != nil {
-			return nil, false
-		}
-		times = append(times, t)
-	}
-	return times, true
-}
-
-func pidsOf(procs []Process) []int {
-	pids := make([]int, len(procs))
-	for i, p := range procs {
-		pids[i] = p.PID
-	}
-	return pids
-}
-
-// cpuPerRole turns CPU times read by cpuByProcess before and after a window
-// into µs per proposal by role ("bench" for this process) and the total.
-func cpuPerRole(procs []Process, before, after []time.Duration, proposals int64) (map[string]float64, time.Duration) {
-	byRole := map[string]time.Duration{}
-	var total time.Duration
-	for i := range after {
-		role := "bench"
-		if i > 0 {
-			role = procs[i-1].Role
-		}
-		d := after[i] - before[i]
-		byRole[role] += d
-		total += d
-	}
-	us := make(map[string]float64, len(byRole))
-	for role, d := range byRole {
-		us[role] = float64(d/time.Microsecond) / float64(proposals)
-	}
-	return us, total
-}
-
 // mergeStats joins the clients' latencies (sorted) and per-second counts.
 func mergeStats(stats []clientStats, seconds int) (lats []float64, perSecond []int64, inWindow int64) {
 	perSecond = make([]int64, seconds)
@@ -443,35 +400,14 @@ func (r *endorseRun) sign(i int) (*pb.SignedProposal, error) {
 // presign fills the pool with n signed proposals, using every core.
 func (r *endorseRun) presign(ctx context.Context, n int) error {
 	r.pool = make([]*pb.SignedProposal, n)
-	var (
-		wg      sync.WaitGroup
-		errOnce sync.Once
-		first   error
-		next    atomic.Int64
-	)
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				sp, err := r.sign(i)
-				if err != nil {
-					errOnce.Do(func() { first = err })
-					return
-				}
-				r.pool[i] = sp
-			}
-		}()
+	err := onEveryCore(ctx, n, func(i int) (err error) {
+		r.pool[i], err = r.sign(i)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("pre-sign proposals: %w", err)
 	}
-	wg.Wait()
-	if first != nil {
-		return fmt.Errorf("pre-sign proposals: %w", first)
-	}
-	return ctx.Err()
+	return nil
 }
 
 // take returns the next proposal to send: from the pool while it lasts, else

@@ -240,7 +240,7 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (*GatewayResult, error) {
 		for _, at := range []time.Time{r.began, r.end} {
 			select {
 			case <-time.After(time.Until(at)):
-				t, ok := cpuByProcess(cfg.Processes)
+				t, ok := cpuByProcess(pidsOf(cfg.Processes))
 				cpuAt <- cpuSample{t, ok}
 			case <-runCtx.Done():
 				close(cpuAt)

@@ -292,37 +292,12 @@ func Orderer(ctx context.Context, cfg OrdererConfig) (*OrdererResult, error) {
 func (r *run) presign(ctx context.Context, n int) error {
 	r.pool = make([]*cb.Envelope, n)
 	r.sentAt = make([]atomic.Int64, n)
-	workers := runtime.GOMAXPROCS(0)
-	var (
-		wg      sync.WaitGroup
-		errOnce sync.Once
-		first   error
-		next    atomic.Int64
-	)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				env, err := r.sign()
-				if err != nil {
-					errOnce.Do(func() { first = err })
-					return
-				}
-				r.pool[i] = env
-			}
-		}()
-	}
-	wg.Wait()
-	if first != nil {
-		return fmt.Errorf("pre-sign envelopes: %w", first)
-	}
-	if err := ctx.Err(); err != nil {
+	err := onEveryCore(ctx, n, func(i int) (err error) {
+		r.pool[i], err = r.sign()
 		return err
+	})
+	if err != nil {
+		return fmt.Errorf("pre-sign envelopes: %w", err)
 	}
 	r.bySig = make(map[string]int, n)
 	for i, env := range r.pool {

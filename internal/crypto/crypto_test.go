@@ -278,3 +278,19 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkVerifyParallel checks signatures on every core at once (-cpu 1,2):
+// the figure that bounds ordering and validation on a machine.
+func BenchmarkVerifyParallel(b *testing.B) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	msg := make([]byte, 1024)
+	sig, _ := Sign(k, msg)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := Verify(&k.PublicKey, msg, sig); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
