@@ -41,6 +41,7 @@ import (
 	"github.com/cairn-ledger/cairn/peer/internal/lifecycle"
 	"github.com/cairn-ledger/cairn/peer/internal/puller"
 	"github.com/cairn-ledger/cairn/peer/internal/scc"
+	"github.com/cairn-ledger/cairn/peer/internal/selfsig"
 	"github.com/cairn-ledger/cairn/peer/internal/validator"
 )
 
@@ -179,6 +180,9 @@ func New(cfg Config, deps Deps) (*Peer, error) {
 		return nil, err
 	}
 
+	// Endorsements are signed through a memo so that validation need not
+	// verify this peer's own signatures a second time.
+	endorsing := selfsig.New(selfsig.Config{Signer: signer})
 	p := &Peer{
 		cfg:       cfg,
 		log:       log,
@@ -186,7 +190,7 @@ func New(cfg Config, deps Deps) (*Peer, error) {
 		localMSP:  msp.NewManager(local),
 		tlsCert:   tlsCert,
 		channels:  map[string]*channel.Channel{},
-		validator: validator.New(validator.Config{Logger: log}),
+		validator: validator.New(validator.Config{Logger: log, OwnSignatures: endorsing}),
 	}
 	p.support = chaincode.New(chaincode.Config{Logger: log, ExecuteTimeout: cfg.ChaincodeExecuteTimeout})
 
@@ -195,7 +199,7 @@ func New(cfg Config, deps Deps) (*Peer, error) {
 		return nil, err
 	}
 	end := endorser.New(endorser.Config{
-		Signer:    signer,
+		Signer:    endorsing,
 		LocalMSPs: p.localMSP,
 		Channels:  channelsView{p},
 		Runtime:   launchingRuntime{p},

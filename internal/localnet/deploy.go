@@ -217,7 +217,7 @@ func (n *Network) startChaincode(org netconfig.PeerOrg, nd netconfig.Node, packa
 	p := &Process{
 		Name: "basic." + full, Role: "chaincode", Org: org.MSPID,
 		Args: []string{"chaincode", "run-sample", "basic", "--reconnect"},
-		Env: []string{
+		Env: n.runtimeEnv([]string{
 			"CORE_CHAINCODE_ID_NAME=" + packageID,
 			"CORE_PEER_ADDRESS=" + nd.Address(),
 			"CORE_PEER_TLS_ENABLED=true",
@@ -225,7 +225,7 @@ func (n *Network) startChaincode(org netconfig.PeerOrg, nd netconfig.Node, packa
 			"CORE_TLS_CLIENT_KEY_PATH=" + key,
 			"CORE_TLS_CLIENT_CERT_PATH=" + cert,
 			"CORE_PEER_TLS_SERVERHOSTOVERRIDE=" + full,
-		},
+		}),
 		Log: filepath.Join(n.Dir, "logs", "basic."+full+".log"),
 	}
 	if err := start(n.opts.Binary, p); err != nil {

@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -58,6 +59,9 @@ type Network struct {
 	net   *netconfig.Network
 	procs []*Process
 	opts  Options
+	// goMaxProcs is the GOMAXPROCS every node and chaincode process gets
+	// (0: Go's default); see processorsPerNode.
+	goMaxProcs int
 }
 
 // ChaincodeLabel is the label of the sample chaincode package deployed as "basic".
@@ -104,6 +108,9 @@ func Up(ctx context.Context, opts Options) (_ *Network, err error) {
 	defer cancel()
 
 	n := &Network{Dir: dir, net: opts.Network, opts: opts}
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+		n.goMaxProcs = processorsPerNode(n.processCount(), runtime.NumCPU())
+	}
 	defer func() {
 		if err != nil {
 			n.Stop()
@@ -305,12 +312,53 @@ func (n *Network) launch(nodeDir, role string, cfg map[string]any, p *Process) e
 		return err
 	}
 	p.Args = []string{role, "start", "--config", cfgPath}
+	p.Env = n.runtimeEnv(p.Env)
 	p.Log = filepath.Join(n.Dir, "logs", p.Name+".log")
 	if err := start(n.opts.Binary, p); err != nil {
 		return err
 	}
 	n.procs = append(n.procs, p)
 	return n.saveState()
+}
+
+// processCount is how many Go processes the network runs on this machine: its
+// orderers, its peers and one sample chaincode per peer, plus one for the
+// client that drives it (the CLI, a test or a benchmark).
+func (n *Network) processCount() int {
+	count := 1
+	for _, org := range n.net.OrdererOrgs {
+		count += len(org.Orderers)
+	}
+	if !n.opts.OrderersOnly {
+		for _, org := range n.net.PeerOrgs {
+			count += 2 * len(org.Peers)
+		}
+	}
+	return count
+}
+
+// processorsPerNode sizes GOMAXPROCS for processes that share one machine.
+// Each Go process starts with one P per core, and an idle P spins looking for
+// work before it sleeps; eight processes on two cores then burn a share of the
+// cores in the schedulers of processes that have nothing to do. Capping the Ps
+// of all processes together at psPerCore per core removed most of that (~6 %
+// of the CPU per transaction through the gateway, docs/benchmarks.md), while a
+// three-orderer network, whose leader verifies signatures on every core, keeps
+// Go's default. 0 means Go's default.
+func processorsPerNode(processes, cpus int) int {
+	const psPerCore = 4
+	if processes <= psPerCore {
+		return 0
+	}
+	return max(1, psPerCore*cpus/processes)
+}
+
+// runtimeEnv adds the network's GOMAXPROCS to a process's environment.
+func (n *Network) runtimeEnv(env []string) []string {
+	if n.goMaxProcs == 0 {
+		return env
+	}
+	return append(env, fmt.Sprintf("GOMAXPROCS=%d", n.goMaxProcs))
 }
 
 // Processes lists the network's processes.

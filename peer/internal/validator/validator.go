@@ -97,6 +97,16 @@ type Config struct {
 	Logger *slog.Logger
 	// Workers bounds concurrent signature checks; 0 means one per CPU.
 	Workers int
+	// OwnSignatures, if set, recognises endorsements this peer signed itself,
+	// whose signatures need no second verification; nil verifies every one.
+	OwnSignatures SignatureMemo
+}
+
+// SignatureMemo answers whether sig is a signature the local peer produced over
+// msg as identity (see package selfsig). A false answer only means the
+// signature is verified as usual.
+type SignatureMemo interface {
+	Signed(identity, msg, sig []byte) bool
 }
 
 // Validator checks blocks for one channel at a time; it holds no state between
@@ -104,6 +114,7 @@ type Config struct {
 type Validator struct {
 	log     *slog.Logger
 	workers int
+	own     SignatureMemo
 }
 
 // New returns a Validator.
@@ -114,7 +125,7 @@ func New(cfg Config) *Validator {
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
-	return &Validator{log: cfg.Logger, workers: cfg.Workers}
+	return &Validator{log: cfg.Logger, workers: cfg.Workers, own: cfg.OwnSignatures}
 }
 
 // Result is one transaction's outcome.
@@ -586,7 +597,8 @@ func (v *Validator) prepareTx(b *cb.Block, i int, bundle *channelconfig.Bundle, 
 	for _, e := range endorsements {
 		data := make([]byte, 0, len(prpBytes)+len(e.Endorser))
 		data = append(append(data, prpBytes...), e.Endorser...)
-		signed = append(signed, policy.SignedData{Data: data, Identity: e.Endorser, Signature: e.Signature})
+		own := v.own != nil && v.own.Signed(e.Endorser, data, e.Signature)
+		signed = append(signed, policy.SignedData{Data: data, Identity: e.Endorser, Signature: e.Signature, SignatureVerified: own})
 	}
 	tx := preparedTx{
 		stage:  endorsed,

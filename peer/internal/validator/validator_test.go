@@ -22,6 +22,7 @@ import (
 	"github.com/cairn-ledger/cairn/internal/msp/msptest"
 	"github.com/cairn-ledger/cairn/internal/netconfig"
 	"github.com/cairn-ledger/cairn/internal/policy"
+	"github.com/cairn-ledger/cairn/peer/internal/selfsig"
 	"github.com/cairn-ledger/cairn/peer/internal/validator"
 )
 
@@ -736,18 +737,30 @@ func (p policiesDSL) EndorsementPolicy(ns string, _ []*kvrwset.KVWrite) (*cb.Sig
 // MaxMessageCount) of transactions each endorsed by a peer of both
 // organisations under AND('Org1MSP.peer','Org2MSP.peer'): three signature
 // checks per transaction with the creator's. The target is 5,000 tx/s.
-func BenchmarkValidate500TwoOrgs(b *testing.B) {
+func BenchmarkValidate500TwoOrgs(b *testing.B) { benchmarkTwoOrgs(b, false) }
+
+// BenchmarkValidate500TwoOrgsOwnEndorsement is the same block validated by
+// Org1's peer that endorsed it: its own endorsements are in its selfsig memo,
+// so two signature checks per transaction remain.
+func BenchmarkValidate500TwoOrgsOwnEndorsement(b *testing.B) { benchmarkTwoOrgs(b, true) }
+
+func benchmarkTwoOrgs(b *testing.B, own bool) {
 	f := newFixture(b)
 	spe, err := policy.ParseDSL("AND('Org1MSP.peer','Org2MSP.peer')")
 	if err != nil {
 		b.Fatal(err)
 	}
+	memo := selfsig.New(selfsig.Config{Signer: f.peer})
+	cfg := validator.Config{}
+	if own {
+		cfg.OwnSignatures = memo
+	}
 	data := make([][]byte, 500)
 	for i := range data {
-		data[i], _ = f.tx(b, txSpec{endorsers: []envelope.Signer{f.peer, f.peer2}})
+		data[i], _ = f.tx(b, txSpec{endorsers: []envelope.Signer{memo, f.peer2}})
 	}
 	blk := block.New(1, nil, data)
-	v := validator.New(validator.Config{})
+	v := validator.New(cfg)
 	pol := policiesDSL{spe: spe}
 	ctx := context.Background()
 	b.ResetTimer()
@@ -764,4 +777,84 @@ func BenchmarkValidate500TwoOrgs(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(data))/time.Since(start).Seconds(), "tx/s")
+}
+
+// trustingMemo claims every signature as the peer's own.
+type trustingMemo struct{}
+
+func (trustingMemo) Signed(_, _, _ []byte) bool { return true }
+
+// TestValidateOwnSignatures checks that an endorsement the peer's memo
+// recognises is not verified again, and that anything else still is: a
+// remembered signature presented over other bytes or under another identity
+// fails as before.
+func TestValidateOwnSignatures(t *testing.T) {
+	f := newFixture(t)
+	memo := selfsig.New(selfsig.Config{Signer: f.peer})
+	and := policiesDSL{spe: mustDSL(t, "AND('Org1MSP.peer','Org2MSP.peer')")}
+	alterPayload := func(ap *pb.ChaincodeActionPayload) {
+		prp := &pb.ProposalResponsePayload{}
+		if err := proto.Unmarshal(ap.Action.ProposalResponsePayload, prp); err != nil {
+			t.Fatal(err)
+		}
+		action := &pb.ChaincodeAction{}
+		if err := proto.Unmarshal(prp.Extension, action); err != nil {
+			t.Fatal(err)
+		}
+		action.Response.Message = "altered after endorsement"
+		prp.Extension = marshal(t, action)
+		ap.Action.ProposalResponsePayload = marshal(t, prp)
+	}
+	claimAsOrg2 := func(ap *pb.ChaincodeActionPayload) {
+		ap.Action.Endorsements[1].Endorser = f.peer2.Serialize() // memo's signature, org2's name
+		ap.Action.Endorsements = ap.Action.Endorsements[1:]
+	}
+
+	tests := []struct {
+		name   string
+		memo   validator.SignatureMemo
+		spec   txSpec
+		policy validator.Policies
+		want   pb.TxValidationCode
+	}{
+		{"own endorsement remembered", memo, txSpec{endorsers: []envelope.Signer{memo, f.peer2}}, and, pb.TxValidationCode_VALID},
+		{"remembered signature over altered payload", memo,
+			txSpec{endorsers: []envelope.Signer{memo, f.peer2}, action: alterPayload}, and, pb.TxValidationCode_ENDORSEMENT_POLICY_FAILURE},
+		{"remembered signature under another identity", memo,
+			txSpec{endorsers: []envelope.Signer{f.peer2, memo}, action: claimAsOrg2},
+			policiesDSL{spe: mustDSL(t, "OR('Org2MSP.peer')")}, pb.TxValidationCode_ENDORSEMENT_POLICY_FAILURE},
+		// The validator does skip what the memo vouches for: a memo that
+		// vouches for everything lets an endorsement with a broken
+		// signature through, which is why only selfsig's exact record is wired.
+		{"memo is trusted", trustingMemo{},
+			txSpec{endorsers: []envelope.Signer{f.peer, f.peer2}, action: func(ap *pb.ChaincodeActionPayload) {
+				ap.Action.Endorsements[0].Signature = []byte{0x30, 0x00}
+			}}, and, pb.TxValidationCode_VALID},
+		{"without a memo a broken endorsement fails", nil,
+			txSpec{endorsers: []envelope.Signer{f.peer, f.peer2}, action: func(ap *pb.ChaincodeActionPayload) {
+				ap.Action.Endorsements[0].Signature = []byte{0x30, 0x00}
+			}}, and, pb.TxValidationCode_ENDORSEMENT_POLICY_FAILURE},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := validator.New(validator.Config{OwnSignatures: tc.memo})
+			d, _ := f.tx(t, tc.spec)
+			res, err := v.Validate(context.Background(), block.New(1, nil, [][]byte{d}), f.bundle, ledger{}, tc.policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res[0].Code != tc.want {
+				t.Fatalf("code %s (%v), want %s", res[0].Code, res[0].Error, tc.want)
+			}
+		})
+	}
+}
+
+func mustDSL(tb testing.TB, dsl string) *cb.SignaturePolicyEnvelope {
+	tb.Helper()
+	spe, err := policy.ParseDSL(dsl)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return spe
 }
