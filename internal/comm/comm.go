@@ -97,6 +97,11 @@ func ClientTLS(rootCAFiles []string, certFile, keyFile, serverName string) (*tls
 	return cfg, nil
 }
 
+// streamWorkers is the least number of goroutines a server keeps for its RPCs:
+// enough for the commit-status calls of a few hundred clients waiting at once.
+// An idle worker is a parked goroutine with a small stack.
+const streamWorkers = 256
+
 // NewGRPCServer returns a gRPC server that speaks only TLS with Fabric's message
 // limits and a keepalive policy that tolerates SDK clients pinging every minute.
 func NewGRPCServer(tlsCfg *tls.Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
@@ -111,8 +116,12 @@ func NewGRPCServer(tlsCfg *tls.Config, opts ...grpc.ServerOption) (*grpc.Server,
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		// Long-lived workers serve the streams: a fresh goroutine per RPC
 		// grows its stack again on every call (signature checks go deep),
-		// which cost ~7 % of an endorsing peer's CPU.
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		// which cost ~7 % of an endorsing peer's CPU. gRPC falls back to a
+		// fresh goroutine whenever every worker is busy, and a worker stays
+		// busy for the whole of a blocking call (a gateway's CommitStatus
+		// waits for its block, Deliver and chaincode streams last for
+		// hours), so the pool is sized for those, not for the cores.
+		grpc.NumStreamWorkers(uint32(max(runtime.GOMAXPROCS(0), streamWorkers))),
 	}
 	return grpc.NewServer(append(base, opts...)...), nil
 }
