@@ -52,6 +52,7 @@ type Channel struct {
 	log    *slog.Logger
 	ledger *ledger.Ledger
 	bundle atomic.Pointer[channelconfig.Bundle]
+	defs   *definitionCache
 }
 
 // Create makes a new channel from its genesis block: it opens an empty ledger
@@ -64,7 +65,8 @@ func Create(cfg Config, genesis *cb.Block) (*Channel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("genesis block: %w", err)
 	}
-	l, err := ledger.Open(ledger.Config{Dir: cfg.Dir, Logger: cfg.Logger, NoSync: cfg.NoSync})
+	defs := newDefinitionCache()
+	l, err := ledger.Open(ledger.Config{Dir: cfg.Dir, Logger: cfg.Logger, NoSync: cfg.NoSync, Applied: defs.applied})
 	if err != nil {
 		return nil, err
 	}
@@ -74,13 +76,14 @@ func Create(cfg Config, genesis *cb.Block) (*Channel, error) {
 			return nil, fmt.Errorf("commit genesis block: %w", err)
 		}
 	}
-	return newChannel(cfg, bundle.ChannelID(), l, bundle), nil
+	return newChannel(cfg, bundle.ChannelID(), l, bundle, defs), nil
 }
 
 // Open reopens a channel whose ledger exists under cfg.Dir, recovering the
 // configuration from the last config block.
 func Open(cfg Config) (*Channel, error) {
-	l, err := ledger.Open(ledger.Config{Dir: cfg.Dir, Logger: cfg.Logger, NoSync: cfg.NoSync})
+	defs := newDefinitionCache()
+	l, err := ledger.Open(ledger.Config{Dir: cfg.Dir, Logger: cfg.Logger, NoSync: cfg.NoSync, Applied: defs.applied})
 	if err != nil {
 		return nil, err
 	}
@@ -89,14 +92,16 @@ func Open(cfg Config) (*Channel, error) {
 		l.Close()
 		return nil, err
 	}
-	return newChannel(cfg, bundle.ChannelID(), l, bundle), nil
+	return newChannel(cfg, bundle.ChannelID(), l, bundle, defs), nil
 }
 
-func newChannel(cfg Config, id string, l *ledger.Ledger, b *channelconfig.Bundle) *Channel {
+// newChannel wraps an open ledger; defs must be the cache the ledger's
+// Applied hook feeds.
+func newChannel(cfg Config, id string, l *ledger.Ledger, b *channelconfig.Bundle, defs *definitionCache) *Channel {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Channel{id: id, cfg: cfg, log: cfg.Logger.With("channel", id), ledger: l}
+	c := &Channel{id: id, cfg: cfg, log: cfg.Logger.With("channel", id), ledger: l, defs: defs}
 	c.bundle.Store(b)
 	return c
 }
@@ -171,6 +176,10 @@ func (c *Channel) ChaincodePackageID(name string) (string, error) {
 // the committed definition of chaincode name, and the definition itself
 // (version, init-required) that endorsement needs.
 func (c *Channel) ChaincodeInfo(name string) (string, *lifecycle.ChaincodeDefinition, error) {
+	gen := c.defs.current()
+	if e, ok := c.defs.get(name, gen); ok && e.approved {
+		return e.packageID, e.def, nil
+	}
 	qe, err := c.ledger.NewQueryExecutor()
 	if err != nil {
 		return "", nil, err
@@ -190,6 +199,7 @@ func (c *Channel) ChaincodeInfo(name string) (string, *lifecycle.ChaincodeDefini
 	if !ok || pkg == "" {
 		return "", nil, fmt.Errorf("organisation %s approved no installed package for chaincode %s sequence %d", c.cfg.MSPID, name, def.Sequence)
 	}
+	c.defs.put(name, cachedDefinition{generation: gen, def: def, packageID: pkg, approved: true})
 	return pkg, def, nil
 }
 
@@ -199,12 +209,24 @@ func (c *Channel) EndorsementPolicy(ns string, writes []*kvrwset.KVWrite) (*cb.S
 		ref, err := lifecycle.ValidationPolicyForWrites(writes)
 		return nil, ref, err
 	}
+	gen := c.defs.current()
+	if e, ok := c.defs.get(ns, gen); ok {
+		return e.def.EndorsementPolicy()
+	}
 	qe, err := c.ledger.NewQueryExecutor()
 	if err != nil {
 		return nil, "", err
 	}
 	defer qe.Done()
-	return definedPolicy(qe, ns)
+	def, ok, err := lifecycle.Definition(qe, ns)
+	if err != nil {
+		return nil, "", err
+	}
+	if !ok {
+		return nil, "", fmt.Errorf("%w: %s", validator.ErrUndefined, ns)
+	}
+	c.defs.put(ns, cachedDefinition{generation: gen, def: def})
+	return def.EndorsementPolicy()
 }
 
 func definedPolicy(qe *ledger.QueryExecutor, ns string) (*cb.SignaturePolicyEnvelope, string, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -452,4 +453,52 @@ func FuzzCommitValidation(f *testing.F) {
 			t.Fatalf("validation error on outside bytes (should be a code): %v", err)
 		}
 	})
+}
+
+// TestAppliedHook checks Config.Applied: it names the namespaces a block's
+// valid transactions wrote, state already holds the writes, and the block's
+// height is not yet published, so a caller woken by Wait sees the hook's
+// effect.
+func TestAppliedHook(t *testing.T) {
+	type call struct {
+		namespaces []string
+		height     uint64
+		value      string
+	}
+	var calls []call
+	var l *Ledger
+	l, err := Open(Config{Dir: t.TempDir(), NoSync: true, Applied: func(namespaces []string) {
+		slices.Sort(namespaces)
+		qe, err := l.NewQueryExecutor()
+		if err != nil {
+			t.Errorf("query executor in the hook: %v", err)
+			return
+		}
+		v, _ := qe.GetState("b", "k")
+		qe.Done()
+		calls = append(calls, call{namespaces, l.Height(), string(v)})
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+
+	stale := &kvrwset.KVRWSet{Reads: []*kvrwset.KVRead{{Key: "k", Version: ver(9, 9)}}, Writes: []*kvrwset.KVWrite{{Key: "x", Value: []byte("x")}}}
+	codes := commitRWSets(t, l, "b0-", rws(t, "b", writes("k", "v1"), "a", writes("k", "v")), rws(t, "c", stale))
+	if codes[1] != mvcc {
+		t.Fatalf("tx 1: %v, want MVCC_READ_CONFLICT", codes[1])
+	}
+	commitRWSets(t, l, "b1-", rws(t, "b", &kvrwset.KVRWSet{Reads: []*kvrwset.KVRead{{Key: "k", Version: ver(9, 9)}}}))
+	want := []call{
+		{[]string{"a", "b"}, 0, "v1"}, // the invalid tx's namespace c is not named
+		{[]string{}, 1, "v1"},         // nothing valid written
+	}
+	if len(calls) != len(want) {
+		t.Fatalf("%d calls, want %d: %+v", len(calls), len(want), calls)
+	}
+	for i := range want {
+		if !slices.Equal(calls[i].namespaces, want[i].namespaces) || calls[i].height != want[i].height || calls[i].value != want[i].value {
+			t.Errorf("call %d: %+v, want %+v", i, calls[i], want[i])
+		}
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -69,6 +70,12 @@ type Config struct {
 	Logger *slog.Logger
 	// NoSync skips fsync of blocks and state batches (tests, benchmarks).
 	NoSync bool
+	// Applied, if set, is called with the namespaces a committed block wrote
+	// (values or metadata, valid transactions only), after those writes are in
+	// state and before the block's height is published — before Wait returns
+	// for it — so that caches of state can drop what changed in time. It runs
+	// under the commit lock: it may read state but must not commit or close.
+	Applied func(namespaces []string)
 }
 
 // Validate reports a config Open cannot use.
@@ -84,6 +91,8 @@ type Ledger struct {
 	log    *slog.Logger
 	blocks blockStore
 	state  *statedb.DB
+
+	applied func(namespaces []string) // Config.Applied
 
 	// cmu serialises Commit and Close.
 	cmu    sync.Mutex
@@ -136,7 +145,7 @@ func open(cfg Config, bs blockStore) (*Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", cfg.Dir, err)
 	}
-	l := &Ledger{log: log, blocks: bs, state: st, notify: make(chan struct{}), done: make(chan struct{})}
+	l := &Ledger{log: log, blocks: bs, state: st, applied: cfg.Applied, notify: make(chan struct{}), done: make(chan struct{})}
 	if err := l.recover(); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("open ledger %s: %w", cfg.Dir, err)
@@ -271,6 +280,9 @@ func (l *Ledger) CommitDecoded(b *common.Block, codes []peer.TxValidationCode, d
 	if err := l.state.Apply(u.batch(), num); err != nil {
 		l.broken = err
 		return nil, fmt.Errorf("commit block %d: %w", num, err)
+	}
+	if l.applied != nil {
+		l.applied(slices.Collect(maps.Keys(u.byNS)))
 	}
 	l.publish(num + 1)
 	return final, nil
