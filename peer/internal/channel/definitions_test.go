@@ -1,55 +1,14 @@
 package channel
 
 import (
-	"context"
 	"strings"
 	"testing"
 
 	pb "github.com/hyperledger/fabric-protos-go-apiv2/peer"
-	lb "github.com/hyperledger/fabric-protos-go-apiv2/peer/lifecycle"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/cairn-ledger/cairn/internal/envelope"
 	"github.com/cairn-ledger/cairn/internal/policy"
-	"github.com/cairn-ledger/cairn/peer/internal/ledger"
-	"github.com/cairn-ledger/cairn/peer/internal/lifecycle"
 )
-
-// define approves chaincode name at sequence for Org1 and Org2 with package
-// pkg, then commits the definition, in two blocks.
-func (e *commitEnv) define(t *testing.T, name, version string, sequence int64, pkg, dsl string) {
-	t.Helper()
-	spe, err := policy.ParseDSL(dsl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vp := marshal(t, &pb.ApplicationPolicy{Type: &pb.ApplicationPolicy_SignaturePolicy{SignaturePolicy: spe}})
-	approve := &lb.ApproveChaincodeDefinitionForMyOrgArgs{
-		Name: name, Version: version, Sequence: sequence, ValidationParameter: vp,
-		Source: &lb.ChaincodeSource{Type: &lb.ChaincodeSource_LocalPackage{LocalPackage: &lb.ChaincodeSource_Local{PackageId: pkg}}},
-	}
-	commit := &lb.CommitChaincodeDefinitionArgs{Name: name, Version: version, Sequence: sequence, ValidationParameter: vp}
-	invoke := func(mspID, fn string, args proto.Message) func(*testing.T, *ledger.TxSimulator) {
-		return func(t *testing.T, sim *ledger.TxSimulator) {
-			scc, err := lifecycle.New(lifecycle.Config{PackageDir: t.TempDir(), MSPID: mspID})
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp := scc.Invoke(context.Background(), lifecycle.Invocation{
-				ChannelID: e.c.ID(), Args: [][]byte{[]byte(fn), marshal(t, args)}, State: sim,
-				CreatorMSPID: mspID, CreatorIsAdmin: true, OrgMSPIDs: []string{"Org1MSP", "Org2MSP"},
-			})
-			if resp.Status != 200 {
-				t.Fatalf("%s for %s: status %d: %s", fn, mspID, resp.Status, resp.Message)
-			}
-		}
-	}
-	a1, _ := e.tx(t, txSpec{cc: lifecycle.Namespace, simulate: invoke("Org1MSP", lifecycle.ApproveChaincodeDefinitionForMyOrgFuncName, approve), endorsers: []envelope.Signer{e.peer1}})
-	a2, _ := e.tx(t, txSpec{cc: lifecycle.Namespace, simulate: invoke("Org2MSP", lifecycle.ApproveChaincodeDefinitionForMyOrgFuncName, approve), endorsers: []envelope.Signer{e.peer2}})
-	e.mustCommit(t, [][]byte{a1, a2}, pb.TxValidationCode_VALID, pb.TxValidationCode_VALID)
-	c1, _ := e.tx(t, txSpec{cc: lifecycle.Namespace, simulate: invoke("Org1MSP", lifecycle.CommitChaincodeDefinitionFuncName, commit), endorsers: []envelope.Signer{e.peer1, e.peer2}})
-	e.mustCommit(t, [][]byte{c1}, pb.TxValidationCode_VALID)
-}
 
 // TestDefinitionsFollowLifecycleCommits checks that what ChaincodeInfo and
 // EndorsementPolicy serve from the cache is what state holds after every

@@ -8,12 +8,10 @@ import (
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
 	pb "github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	lb "github.com/hyperledger/fabric-protos-go-apiv2/peer/lifecycle"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-ledger/cairn/internal/block"
 	"github.com/cairn-ledger/cairn/internal/envelope"
 	"github.com/cairn-ledger/cairn/internal/policy"
-	"github.com/cairn-ledger/cairn/peer/internal/ledger"
 	"github.com/cairn-ledger/cairn/peer/internal/lifecycle"
 )
 
@@ -29,31 +27,16 @@ func TestPipelineSeesPolicyChangesOfEarlierBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	vp := marshal(t, &pb.ApplicationPolicy{Type: &pb.ApplicationPolicy_SignaturePolicy{SignaturePolicy: strict}})
-	invoke := func(mspID, fn string, args proto.Message) func(*testing.T, *ledger.TxSimulator) {
-		return func(t *testing.T, sim *ledger.TxSimulator) {
-			scc, err := lifecycle.New(lifecycle.Config{PackageDir: t.TempDir(), MSPID: mspID})
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp := scc.Invoke(context.Background(), lifecycle.Invocation{
-				ChannelID: e.c.ID(), Args: [][]byte{[]byte(fn), marshal(t, args)}, State: sim,
-				CreatorMSPID: mspID, CreatorIsAdmin: true, OrgMSPIDs: []string{"Org1MSP", "Org2MSP"},
-			})
-			if resp.Status != 200 {
-				t.Fatalf("%s for %s: status %d: %s", fn, mspID, resp.Status, resp.Message)
-			}
-		}
-	}
 	approve := &lb.ApproveChaincodeDefinitionForMyOrgArgs{
 		Name: basic, Version: "2.0", Sequence: 2, ValidationParameter: vp,
 		Source: &lb.ChaincodeSource{Type: &lb.ChaincodeSource_Unavailable_{Unavailable: &lb.ChaincodeSource_Unavailable{}}},
 	}
-	a1, _ := e.tx(t, txSpec{cc: lifecycle.Namespace, simulate: invoke("Org1MSP", lifecycle.ApproveChaincodeDefinitionForMyOrgFuncName, approve), endorsers: []envelope.Signer{e.peer1}})
-	a2, _ := e.tx(t, txSpec{cc: lifecycle.Namespace, simulate: invoke("Org2MSP", lifecycle.ApproveChaincodeDefinitionForMyOrgFuncName, approve), endorsers: []envelope.Signer{e.peer2}})
+	a1, _ := e.tx(t, txSpec{cc: lifecycle.Namespace, simulate: e.lifecycle("Org1MSP", lifecycle.ApproveChaincodeDefinitionForMyOrgFuncName, approve), endorsers: []envelope.Signer{e.peer1}})
+	a2, _ := e.tx(t, txSpec{cc: lifecycle.Namespace, simulate: e.lifecycle("Org2MSP", lifecycle.ApproveChaincodeDefinitionForMyOrgFuncName, approve), endorsers: []envelope.Signer{e.peer2}})
 	e.mustCommit(t, [][]byte{a1, a2}, pb.TxValidationCode_VALID, pb.TxValidationCode_VALID)
 
 	both := []envelope.Signer{e.peer1, e.peer2}
-	redefine, _ := e.tx(t, txSpec{cc: lifecycle.Namespace, endorsers: both, simulate: invoke("Org1MSP", lifecycle.CommitChaincodeDefinitionFuncName,
+	redefine, _ := e.tx(t, txSpec{cc: lifecycle.Namespace, endorsers: both, simulate: e.lifecycle("Org1MSP", lifecycle.CommitChaincodeDefinitionFuncName,
 		&lb.CommitChaincodeDefinitionArgs{Name: basic, Version: "2.0", Sequence: 2, ValidationParameter: vp})})
 	// Block N+1: one Org1 endorsement met OR(...) but not the new AND(...);
 	// the second transaction sets a key-level policy no peer satisfies.
