@@ -116,9 +116,8 @@ type Config struct {
 	// DialOptions are extra options for orderer and peer connections.
 	DialOptions []grpc.DialOption
 
-	// Perm returns a random permutation of [0,n): the order in which orderers
-	// are tried before the fastest are moved first (see ordererPreference);
-	// nil uses math/rand/v2.
+	// Perm returns a random permutation of [0,n), the order in which orderers are
+	// tried; nil uses math/rand/v2.
 	Perm func(n int) []int
 }
 
@@ -160,7 +159,6 @@ type Server struct {
 	log       *slog.Logger
 	orderers  *orderers.Pool
 	endorsers *endorsers.Pool
-	preferred *ordererPreference
 }
 
 var _ gp.GatewayServer = (*Server)(nil)
@@ -176,9 +174,8 @@ func New(cfg Config) (*Server, error) {
 		peerTLS = &tls.Config{Certificates: cfg.OrdererTLS.Certificates, MinVersion: tls.VersionTLS12}
 	}
 	return &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		preferred: newOrdererPreference(),
+		cfg: cfg,
+		log: cfg.Logger,
 		orderers: orderers.NewPool(orderers.Config{
 			TLS:         cfg.OrdererTLS,
 			DialOptions: cfg.DialOptions,

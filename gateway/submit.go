@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/hyperledger/fabric-protos-go-apiv2/common"
 	gp "github.com/hyperledger/fabric-protos-go-apiv2/gateway"
@@ -35,21 +34,17 @@ func (s *Server) submit(ctx context.Context, req *gp.SubmitRequest) (*gp.SubmitR
 	// the peer a JSON encoding and a write(2) on the hot path.
 	log := func() *slog.Logger { return s.log.With("channel", req.GetChannelId(), "txID", req.GetTransactionId()) }
 
-	// Raft needs one orderer to accept the transaction; try the one that
-	// answers fastest first (see ordererPreference).
+	// Raft needs one orderer to accept the transaction; try them in random
+	// order so that gateways spread their load.
 	var details []*gp.ErrorDetail
-	for _, i := range s.preferred.order(addresses, s.cfg.Perm(len(addresses))) {
+	for _, i := range s.cfg.Perm(len(addresses)) {
 		address := addresses[i]
 		if s.log.Enabled(ctx, slog.LevelDebug) {
 			log().Debug("sending transaction to orderer", "endpoint", address)
 		}
 		bctx, cancel := context.WithTimeout(ctx, s.cfg.BroadcastTimeout)
-		began := time.Now()
 		resp, err := s.orderers.Broadcast(bctx, address, roots, txn)
 		cancel()
-		// A refusal of the transaction (4xx) is an answer like any other;
-		// an error or a 5xx (no leader, not serving) counts as a failure.
-		s.preferred.observe(address, time.Since(began), err == nil && (resp.GetStatus() == common.Status_SUCCESS || resp.GetStatus() < 500))
 		if ctx.Err() != nil {
 			log().Warn("submit call timed out while broadcasting to ordering service")
 			return nil, newRPCError(codes.DeadlineExceeded, "submit timeout expired while broadcasting to ordering service")
