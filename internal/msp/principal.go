@@ -151,7 +151,7 @@ func (id *Identity) Satisfies(p *Principal) error {
 				return nil
 			}
 		}
-		return &notSatisfied{ErrWrongRole, fmt.Sprintf("%s does not carry OU %q from the required CA chain", id, p.ou)}
+		return unsatisfied(ErrWrongRole, "%s does not carry OU %q from the required CA chain", id, p.ou)
 	case mspproto.MSPPrincipal_IDENTITY:
 		if err := id.checkMSP(p.mspID); err != nil {
 			return err
@@ -168,7 +168,7 @@ func (id *Identity) Satisfies(p *Principal) error {
 			return fmt.Errorf("%w: identity principal is not valid in MSP %q: %v", ErrInvalidPrincipal, id.msp.id, err)
 		}
 		if !bytes.Equal(v.cert.Raw, id.cert.Raw) {
-			return &notSatisfied{ErrWrongRole, fmt.Sprintf("%s is not the identity %q the principal names", id, c.Subject.CommonName)}
+			return unsatisfied(ErrWrongRole, "%s is not the identity %q the principal names", id, c.Subject.CommonName)
 		}
 		return nil
 	case mspproto.MSPPrincipal_ANONYMITY:
@@ -176,7 +176,7 @@ func (id *Identity) Satisfies(p *Principal) error {
 		case mspproto.MSPIdentityAnonymity_NOMINAL:
 			return nil
 		case mspproto.MSPIdentityAnonymity_ANONYMOUS:
-			return &notSatisfied{ErrWrongRole, "principal requires an anonymous identity, X.509 identities are nominal"}
+			return unsatisfied(ErrWrongRole, "principal requires an anonymous identity, X.509 identities are nominal")
 		}
 		return fmt.Errorf("%w: unknown anonymity type %d", ErrInvalidPrincipal, int32(p.anonymity))
 	case mspproto.MSPPrincipal_COMBINED:
@@ -192,7 +192,7 @@ func (id *Identity) Satisfies(p *Principal) error {
 
 func (id *Identity) checkMSP(want string) error {
 	if want != id.msp.id {
-		return &notSatisfied{ErrWrongMSP, fmt.Sprintf("%s is a member of MSP %q, the principal needs MSP %q", id, id.msp.id, want)}
+		return unsatisfied(ErrWrongMSP, "%s is a member of MSP %q, the principal needs MSP %q", id, id.msp.id, want)
 	}
 	return nil
 }
@@ -205,15 +205,15 @@ func (id *Identity) satisfiesRole(want mspproto.MSPRole_MSPRoleType) error {
 		if id.IsAdmin() {
 			return nil
 		}
-		return &notSatisfied{ErrWrongRole, fmt.Sprintf("%s %s, needs admin", id, id.hasRoleText())}
+		return unsatisfied(ErrWrongRole, "%s %s, needs admin", id, id.hasRoleText())
 	case mspproto.MSPRole_CLIENT, mspproto.MSPRole_PEER, mspproto.MSPRole_ORDERER:
 		if !id.msp.nodeOUs {
-			return &notSatisfied{ErrWrongRole, fmt.Sprintf("%s cannot be a %s: NodeOUs are not enabled in MSP %q, so client, peer and orderer identities cannot be told apart", id, RoleName(want), id.msp.id)}
+			return unsatisfied(ErrWrongRole, "%s cannot be a %s: NodeOUs are not enabled in MSP %q, so client, peer and orderer identities cannot be told apart", id, RoleName(want), id.msp.id)
 		}
 		if id.nodeRole == want {
 			return nil
 		}
-		return &notSatisfied{ErrWrongRole, fmt.Sprintf("%s %s, needs %s", id, id.hasRoleText(), RoleName(want))}
+		return unsatisfied(ErrWrongRole, "%s %s, needs %s", id, id.hasRoleText(), RoleName(want))
 	}
 	return fmt.Errorf("%w: unknown MSP role %d", ErrInvalidPrincipal, int32(want))
 }
