@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -165,8 +166,11 @@ func serveChaincode(t *testing.T, lis net.Listener, packageID string) {
 }
 
 // networkInfo is the part of the network folder's network.json (written by
-// cairn network up; see internal/localnet/info.go) that the test reads.
+// cairn network up; see internal/localnet/info.go) that the test reads, and
+// the folder itself.
 type networkInfo struct {
+	// Dir is the network folder (network.yaml, crypto/, network.json).
+	Dir           string `json:"-"`
 	Channel       string `json:"channel"`
 	Organizations []struct {
 		MSPID string `json:"mspId"`
@@ -180,6 +184,12 @@ type networkInfo struct {
 			Key  string `json:"key"`
 		} `json:"users"`
 	} `json:"organizations"`
+	Orderers []struct {
+		Name         string `json:"name"`
+		Address      string `json:"address"`
+		AdminAddress string `json:"adminAddress"`
+		TLSRootCert  string `json:"tlsRootCert"`
+	} `json:"orderers"`
 }
 
 // startNetwork starts a network of two organisations with one peer each and
@@ -187,6 +197,12 @@ type networkInfo struct {
 // down` when the test ends, and connects each organisation's admin to its
 // peer.
 func startNetwork(ctx context.Context, t *testing.T) (*networkInfo, []*orgAdmin) {
+	t.Helper()
+	return startNetworkWith(ctx, t, 1)
+}
+
+// startNetworkWith is startNetwork with the given number of Raft orderers.
+func startNetworkWith(ctx context.Context, t *testing.T, orderers int) (*networkInfo, []*orgAdmin) {
 	t.Helper()
 	dir := t.TempDir()
 	t.Cleanup(func() {
@@ -197,7 +213,7 @@ func startNetwork(ctx context.Context, t *testing.T) (*networkInfo, []*orgAdmin)
 	})
 	began := time.Now()
 	up := exec.CommandContext(ctx, cairnBin, "network", "up", "--dir", dir, "--detach",
-		"--orgs", "2", "--peers-per-org", "1", "--orderers", "1")
+		"--orgs", "2", "--peers-per-org", "1", "--orderers", strconv.Itoa(orderers))
 	if out, err := up.CombinedOutput(); err != nil {
 		t.Fatalf("cairn network up: %v\n%s", err, out)
 	}
@@ -211,9 +227,10 @@ func startNetwork(ctx context.Context, t *testing.T) (*networkInfo, []*orgAdmin)
 	if err := json.Unmarshal(raw, &info); err != nil {
 		t.Fatalf("parse network.json: %v", err)
 	}
-	if len(info.Organizations) != 2 {
-		t.Fatalf("network.json has %d organisations, want 2", len(info.Organizations))
+	if len(info.Organizations) != 2 || len(info.Orderers) != orderers {
+		t.Fatalf("network.json has %d organisations and %d orderers, want 2 and %d", len(info.Organizations), len(info.Orderers), orderers)
 	}
+	info.Dir = dir
 	orgs := make([]*orgAdmin, len(info.Organizations))
 	for i := range info.Organizations {
 		orgs[i] = connectAdmin(t, &info, i)
@@ -223,11 +240,14 @@ func startNetwork(ctx context.Context, t *testing.T) (*networkInfo, []*orgAdmin)
 
 // orgAdmin is one organisation's administrator: the SDK's Peer (install,
 // peer queries) and Gateway (channel lifecycle) over one connection to the
-// organisation's peer.
+// organisation's peer, and that connection and signing identity for the
+// SDK's functions that take them (channel, discovery).
 type orgAdmin struct {
 	mspID   string
 	peer    *chaincode.Peer
 	gateway *chaincode.Gateway
+	conn    *grpc.ClientConn
+	id      adminid.SigningIdentity
 }
 
 func connectAdmin(t *testing.T, info *networkInfo, org int) *orgAdmin {
@@ -246,7 +266,7 @@ func connectAdmin(t *testing.T, info *networkInfo, org int) *orgAdmin {
 		t.Fatal(err)
 	}
 	conn := dialPeer(t, info, org)
-	return &orgAdmin{mspID: o.MSPID, peer: chaincode.NewPeer(conn, id), gateway: chaincode.NewGateway(conn, id)}
+	return &orgAdmin{mspID: o.MSPID, peer: chaincode.NewPeer(conn, id), gateway: chaincode.NewGateway(conn, id), conn: conn, id: id}
 }
 
 // connectUser connects the fabric-gateway client as user1 of the
