@@ -306,9 +306,11 @@ func UnpackProposal(sp *pb.SignedProposal) (*Proposal, error) {
 	}, nil
 }
 
-// Endorse builds and signs a proposal response: the endorser's signature covers
-// the response payload followed by its serialized identity, as Fabric verifies.
-func Endorse(p *Proposal, signer Signer, resp *pb.Response, results []byte, event *pb.ChaincodeEvent, ccID *pb.ChaincodeID) (*pb.ProposalResponse, error) {
+// ResponsePayload is the serialized ProposalResponsePayload of a simulation:
+// the proposal's hash and, as its extension, the ChaincodeAction holding the
+// read-write set, the chaincode event (nil for none), the chaincode's response
+// and its ID.
+func ResponsePayload(p *Proposal, resp *pb.Response, results []byte, event *pb.ChaincodeEvent, ccID *pb.ChaincodeID) ([]byte, error) {
 	hash, err := p.Hash()
 	if err != nil {
 		return nil, err
@@ -320,6 +322,17 @@ func Endorse(p *Proposal, signer Signer, resp *pb.Response, results []byte, even
 	prp, err := proto.Marshal(&pb.ProposalResponsePayload{ProposalHash: hash, Extension: mustMarshal(action)})
 	if err != nil {
 		return nil, fmt.Errorf("marshal proposal response payload: %w", err)
+	}
+	return prp, nil
+}
+
+// Endorse builds and signs a proposal response: the endorser's signature covers
+// the response payload (ResponsePayload) followed by its serialized identity,
+// as Fabric verifies.
+func Endorse(p *Proposal, signer Signer, resp *pb.Response, results []byte, event *pb.ChaincodeEvent, ccID *pb.ChaincodeID) (*pb.ProposalResponse, error) {
+	prp, err := ResponsePayload(p, resp, results, event, ccID)
+	if err != nil {
+		return nil, err
 	}
 	endorser := signer.Serialize()
 	sig, err := signer.Sign(append(append([]byte{}, prp...), endorser...))

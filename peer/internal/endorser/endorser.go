@@ -3,7 +3,9 @@
 // duplicate tx ID), simulates it — on a system chaincode or a user chaincode
 // process — against the channel state, and returns the response signed by the
 // peer with the resulting read-write set. As in Fabric, failures are answered as
-// ProposalResponses with status 500 and a message, not as gRPC errors.
+// ProposalResponses with status 500 and a message, not as gRPC errors; a
+// chaincode's own error status from 500 up also carries the (unendorsed)
+// response payload, which is how a gateway tells it from the peer's failures.
 //
 // User chaincode may call other chaincodes (InvokeChaincode): the endorser
 // resolves each callee for the chaincode runtime (callees.go) and reports the
@@ -184,7 +186,9 @@ func (e *Endorser) process(ctx context.Context, prop *envelope.Proposal) (*pb.Pr
 		event *pb.ChaincodeEvent
 		cc    *callees // nil for system chaincodes
 	)
-	ccID := &pb.ChaincodeID{Name: prop.ChaincodeName}
+	// The action names the chaincode with the version of its definition, or
+	// Fabric's "syscc" for a system chaincode, as Fabric's endorser does.
+	ccID := &pb.ChaincodeID{Name: prop.ChaincodeName, Version: systemChaincodeVersion}
 	if sys, ok := e.cfg.System[prop.ChaincodeName]; ok {
 		resp = sys.Invoke(ctx, Invocation{Proposal: prop, Creator: creator, Channel: ch, Sim: sim})
 	} else {
@@ -192,6 +196,7 @@ func (e *Endorser) process(ctx context.Context, prop *envelope.Proposal) (*pb.Pr
 		if err != nil {
 			return nil, fmt.Errorf("make sure the chaincode %s has been successfully defined on channel %s and try again: %w", prop.ChaincodeName, prop.ChannelID(), err)
 		}
+		ccID.Version = def.Version
 		isInit, err := checkInit(prop.ChaincodeName, def, prop.Input.GetIsInit(), sim)
 		if err != nil {
 			return nil, err
@@ -219,18 +224,11 @@ func (e *Endorser) process(ctx context.Context, prop *envelope.Proposal) (*pb.Pr
 		return nil, errors.New("chaincode returned no response")
 	}
 	if resp.Status >= 400 {
-		// As Fabric: a chaincode error is returned unendorsed, with its status and message.
-		return &pb.ProposalResponse{Response: resp}, nil
+		return chaincodeError(prop, resp, sim, ccID, cc)
 	}
-	var results []byte
-	if sim != nil {
-		rws, err := sim.Results()
-		if err != nil {
-			return nil, fmt.Errorf("simulation results: %w", err)
-		}
-		if results, err = proto.Marshal(rws); err != nil {
-			return nil, fmt.Errorf("marshal simulation results: %w", err)
-		}
+	results, err := simulationResults(sim)
+	if err != nil {
+		return nil, err
 	}
 	pr, err := envelope.Endorse(prop, e.cfg.Signer, resp, results, event, ccID)
 	if err != nil {
@@ -238,6 +236,48 @@ func (e *Endorser) process(ctx context.Context, prop *envelope.Proposal) (*pb.Pr
 	}
 	pr.Interest = interest(prop.ChaincodeName, cc.called())
 	return pr, nil
+}
+
+// chaincodeError is the unendorsed answer to a chaincode that returned an
+// error status, as Fabric's endorser gives it: from 500 (shim.ERROR) up, with
+// the response payload (proposal hash, the read-write set so far, no event)
+// and the chaincode interest; from 400 to 499, the bare response. The payload
+// is how a gateway tells a chaincode's error (reported as "chaincode response
+// 500, <message>", gRPC Unknown on Evaluate, not retried on another peer) from
+// the peer's own failures, which come without one.
+func chaincodeError(prop *envelope.Proposal, resp *pb.Response, sim *ledger.TxSimulator, ccID *pb.ChaincodeID, cc *callees) (*pb.ProposalResponse, error) {
+	if resp.Status < 500 {
+		return &pb.ProposalResponse{Response: resp}, nil
+	}
+	results, err := simulationResults(sim)
+	if err != nil {
+		return nil, err
+	}
+	prp, err := envelope.ResponsePayload(prop, resp, results, nil, ccID)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ProposalResponse{Response: resp, Payload: prp, Interest: interest(prop.ChaincodeName, cc.called())}, nil
+}
+
+// systemChaincodeVersion is the version Fabric gives every system chaincode.
+const systemChaincodeVersion = "syscc"
+
+// simulationResults is the serialized read-write set of a simulation; nil
+// for a channel-less proposal, which has no simulator.
+func simulationResults(sim *ledger.TxSimulator) ([]byte, error) {
+	if sim == nil {
+		return nil, nil
+	}
+	rws, err := sim.Results()
+	if err != nil {
+		return nil, fmt.Errorf("simulation results: %w", err)
+	}
+	results, err := proto.Marshal(rws)
+	if err != nil {
+		return nil, fmt.Errorf("marshal simulation results: %w", err)
+	}
+	return results, nil
 }
 
 // interest is the ChaincodeInterest Fabric returns with an endorsement: the

@@ -25,6 +25,48 @@ type configuredChannel struct {
 
 func (c configuredChannel) Bundle() *channelconfig.Bundle { return c.bundle }
 
+// newConfiguredEndorser is an endorser, signing as the first peer of
+// cryptogen's default network, of that network's channel (returned) on a
+// fresh ledger, running chaincode with rt; user is a client of the same
+// organisation. The ledger is closed when the test ends.
+func newConfiguredEndorser(tb testing.TB, rt Runtime) (e *Endorser, channel string, user *crypto.SigningIdentity) {
+	tb.Helper()
+	dir := tb.TempDir()
+	net := netconfig.Default()
+	if err := cryptogen.Generate(net, dir); err != nil {
+		tb.Fatal(err)
+	}
+	genesis, err := channelconfig.Genesis(net, dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	bundle, err := channelconfig.FromBlock(genesis)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	org := net.PeerOrgs[0]
+	l := cryptogen.Layout{Root: dir}
+	peerID, err := crypto.LoadSigningIdentity(org.MSPID, l.NodeMSPDir(true, org.Domain, org.Peers[0].FullName(org.Domain)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if user, err = crypto.LoadSigningIdentity(org.MSPID, l.UserMSPDir(true, org.Domain, org.Users[0])); err != nil {
+		tb.Fatal(err)
+	}
+	lg, err := ledger.Open(ledger.Config{Dir: tb.TempDir(), NoSync: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { lg.Close() })
+	channel = net.Channel.Name
+	e = New(Config{
+		Signer:   peerID,
+		Channels: fakeChannels{channel: configuredChannel{fakeChannel: fakeChannel{lg}, bundle: bundle}},
+		Runtime:  rt,
+	})
+	return e, channel, user
+}
+
 // putRuntime is a chaincode that writes its first argument's value under
 // its second: one key, as `cairn bench endorse --chaincode shimcheck`'s Put,
 // without a chaincode process.
@@ -45,40 +87,7 @@ func (putRuntime) Execute(_ context.Context, inv chaincode.Invocation, sim chain
 //
 //	go test -run '^$' -bench ProcessProposal -benchmem ./peer/internal/endorser
 func BenchmarkProcessProposal(b *testing.B) {
-	dir := b.TempDir()
-	net := netconfig.Default()
-	if err := cryptogen.Generate(net, dir); err != nil {
-		b.Fatal(err)
-	}
-	genesis, err := channelconfig.Genesis(net, dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	bundle, err := channelconfig.FromBlock(genesis)
-	if err != nil {
-		b.Fatal(err)
-	}
-	org := net.PeerOrgs[0]
-	l := cryptogen.Layout{Root: dir}
-	peerID, err := crypto.LoadSigningIdentity(org.MSPID, l.NodeMSPDir(true, org.Domain, org.Peers[0].FullName(org.Domain)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	user, err := crypto.LoadSigningIdentity(org.MSPID, l.UserMSPDir(true, org.Domain, org.Users[0]))
-	if err != nil {
-		b.Fatal(err)
-	}
-	lg, err := ledger.Open(ledger.Config{Dir: b.TempDir(), NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer lg.Close()
-	channel := net.Channel.Name
-	e := New(Config{
-		Signer:   peerID,
-		Channels: fakeChannels{channel: configuredChannel{fakeChannel: fakeChannel{lg}, bundle: bundle}},
-		Runtime:  putRuntime{},
-	})
+	e, channel, user := newConfiguredEndorser(b, putRuntime{})
 	props := make([]*pb.SignedProposal, b.N)
 	for i := range props {
 		args := [][]byte{[]byte("Put"), []byte("key" + strconv.Itoa(i)), []byte(`{"Color":"blue","Size":5}`)}
