@@ -345,25 +345,35 @@ func orderOnNewChannel(ctx context.Context, t *testing.T, info *networkInfo, org
 }
 
 // checkDiscovery runs the discovery package's PeerMembershipQuery on Org1's
-// peer. As in Fabric, a peer with TLS answers only a request bound to the TLS
-// client certificate of its connection; bound so, Org1's admin gets the
-// peers of both organisations on both channels (on the new one once each
-// peer has learnt the other joined it and committed block 1), while an
-// identity that merely claims Org1MSP gets no members (access denied, which
-// the SDK reports as an empty result).
+// peer. A request that claims a TLS certificate hash is answered only on a
+// connection presenting that certificate; one that claims none (the SDK's
+// default) is answered as Fabric's peers answer it, which never check the
+// binding. Org1's admin gets the peers of both organisations on both channels
+// (on the new one once each peer has learnt the other joined it and committed
+// block 1), while an identity that merely claims Org1MSP gets no members
+// (access denied, which the SDK reports as an empty result).
 func checkDiscovery(ctx context.Context, t *testing.T, info *networkInfo, orgs []*orgAdmin, org1TLS tls.Certificate) {
 	t.Helper()
-	if _, err := discovery.NewPeer(orgs[0].conn, orgs[0].id).PeerMembershipQuery(ctx, info.Channel, nil); err == nil ||
+	waitFor(ctx, t, "discovery without a TLS binding, as against Fabric", func() (bool, string) {
+		res, err := discovery.NewPeer(orgs[0].conn, orgs[0].id).PeerMembershipQuery(ctx, info.Channel, nil)
+		if err != nil {
+			t.Fatalf("PeerMembershipQuery claiming no TLS hash: %v", err)
+		}
+		why := checkMembers(info, res, info.Channel, 2)
+		return why == "", why
+	})
+	hash := sha256.Sum256(org1TLS.Certificate[0])
+	if _, err := discovery.NewPeer(orgs[0].conn, orgs[0].id, discovery.WithTLSClientCertificateHash(hash[:])).PeerMembershipQuery(ctx, info.Channel, nil); err == nil ||
 		!strings.Contains(err.Error(), "client didn't send a TLS certificate") {
-		t.Errorf("PeerMembershipQuery without a TLS client certificate: %v, want \"client didn't send a TLS certificate\"", err)
+		t.Errorf("PeerMembershipQuery claiming a TLS hash without a client certificate: %v, want \"client didn't send a TLS certificate\"", err)
 	}
 	conn := dialPeerWithCert(t, info, 0, org1TLS)
-	if _, err := discovery.NewPeer(conn, orgs[0].id).PeerMembershipQuery(ctx, info.Channel, nil); err == nil ||
+	other := sha256.Sum256([]byte("another certificate"))
+	if _, err := discovery.NewPeer(conn, orgs[0].id, discovery.WithTLSClientCertificateHash(other[:])).PeerMembershipQuery(ctx, info.Channel, nil); err == nil ||
 		!strings.Contains(err.Error(), "doesn't match") {
-		t.Errorf("PeerMembershipQuery without the TLS certificate's hash: %v, want a hash mismatch", err)
+		t.Errorf("PeerMembershipQuery claiming another certificate's hash: %v, want a hash mismatch", err)
 	}
 
-	hash := sha256.Sum256(org1TLS.Certificate[0])
 	disc := discovery.NewPeer(conn, orgs[0].id, discovery.WithTLSClientCertificateHash(hash[:]))
 	for _, ch := range []string{info.Channel, newChannel} {
 		waitFor(ctx, t, "discovery of both organisations' peers on "+ch, func() (bool, string) {

@@ -6,10 +6,12 @@
 // or one error per query, as Fabric's peers answer them.
 //
 // Authentication follows Fabric's discovery service. The request must name
-// the client's identity, and the hash it claims for the client's TLS
-// certificate must be that of the certificate presented on the connection
-// (Cairn always serves TLS, so a client without a certificate is refused);
-// otherwise the whole call fails. Each query is then authorised on its own:
+// the client's identity, and a hash it claims for the client's TLS
+// certificate must be that of the certificate presented on the connection;
+// otherwise the whole call fails. A request that claims no hash is accepted,
+// as Fabric's peers accept it: their service never receives its TLS setting
+// (discovery.NewService drops its Config), so they never check the binding,
+// and clients such as fabric-admin-sdk send no hash by default. Each query is then authorised on its own:
 // a channel query when the signature over the request satisfies the
 // channel's /Channel/Application/Writers policy, a local query when it
 // satisfies "any admin of the peer's organisation" under the local MSP (or
@@ -212,11 +214,16 @@ func (s *Service) authenticate(ctx context.Context, sr *dpb.SignedRequest) (*dpb
 	if len(auth.GetClientIdentity()) == 0 {
 		return nil, errNoIdentity
 	}
+	claimed := auth.GetClientTlsCertHash()
+	if len(claimed) == 0 {
+		// Not bound to a TLS session by its signer; see the package doc.
+		return req, nil
+	}
 	hash := clientCertHash(ctx)
 	if hash == nil {
 		return nil, errNoClientCert
 	}
-	if !bytes.Equal(hash, auth.GetClientTlsCertHash()) {
+	if !bytes.Equal(hash, claimed) {
 		return nil, errTLSMismatch
 	}
 	return req, nil

@@ -317,6 +317,7 @@ func TestRefusals(t *testing.T) {
 		noAuth, _ := configQuery.signed(nil, user.id.Sign)
 		noID, _ := configQuery.signed(&dpb.AuthInfo{ClientTlsCertHash: certHash(user.tls.Certificate[0])}, user.id.Sign)
 		wrongHash, _ := configQuery.signed(&dpb.AuthInfo{ClientIdentity: user.id.Serialize(), ClientTlsCertHash: certHash(admin2.tls.Certificate[0])}, user.id.Sign)
+		unbound, _ := configQuery.signed(&dpb.AuthInfo{ClientIdentity: user.id.Serialize()}, user.id.Sign)
 		for _, tc := range []struct {
 			name string
 			ctx  context.Context
@@ -329,8 +330,17 @@ func TestRefusals(t *testing.T) {
 			{"no client certificate", tlsContext(nil), good, "client didn't send a TLS certificate"},
 			{"no TLS at all", context.Background(), good, "client didn't send a TLS certificate"},
 			{"hash of another certificate", tlsContext(user.tls.Certificate[0]), wrongHash, "client claimed TLS hash doesn't match computed TLS hash from gRPC stream"},
+			{"no hash claimed, another certificate", tlsContext(admin2.tls.Certificate[0]), unbound, ""},
+			{"no hash claimed, no TLS", context.Background(), unbound, ""},
 		} {
-			_, err := f.svc.Discover(tc.ctx, tc.req)
+			resp, err := f.svc.Discover(tc.ctx, tc.req)
+			if tc.want == "" {
+				// Accepted, as by Fabric's peers: the config query is answered.
+				if err != nil || len(resp.GetResults()) != 1 || resp.GetResults()[0].GetConfigResult() == nil {
+					t.Errorf("%s: %v, %v; want the channel's configuration", tc.name, resp, err)
+				}
+				continue
+			}
 			if s, _ := status.FromError(err); s.Code() != codes.Unknown || !strings.HasPrefix(s.Message(), tc.want) {
 				t.Errorf("%s: %v, want Unknown %q", tc.name, err, tc.want)
 			}
