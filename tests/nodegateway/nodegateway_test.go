@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,8 +55,9 @@ func TestNodeGatewaySDK(t *testing.T) {
 	info := readNetwork(t, dir)
 	for i, org := range info.Organizations {
 		t.Run(org.MSPID, func(t *testing.T) {
-			rep := runScript(ctx, t, node, filepath.Join(dir, "network.json"), i)
-			checkReport(t, rep, info, i, pinned)
+			var rep report
+			runScript(ctx, t, node, "gateway.mjs", filepath.Join(dir, "network.json"), i, &rep)
+			checkReport(t, &rep, info, i, pinned)
 		})
 	}
 }
@@ -175,6 +177,9 @@ type networkInfo struct {
 			Address string `json:"address"`
 		} `json:"peers"`
 	} `json:"organizations"`
+	Orderers []struct {
+		Address string `json:"address"`
+	} `json:"orderers"`
 }
 
 func readNetwork(t *testing.T, dir string) *networkInfo {
@@ -242,32 +247,34 @@ type event struct {
 	TransactionID string `json:"transactionId"`
 }
 
-// runScript runs gateway.mjs against the organisation's peer and decodes its
-// report; exit status 1 (a failed check) still yields the report.
-func runScript(ctx context.Context, t *testing.T, node, networkJSON string, org int) *report {
+// runScript runs a check script (gateway.mjs, legacy.cjs) against the
+// organisation's peer and decodes its JSON report into rep; exit status 1 (a
+// failed check) still yields the report.
+func runScript(ctx context.Context, t *testing.T, node, script, networkJSON string, org int, rep any) {
 	t.Helper()
 	began := time.Now()
-	cmd := exec.CommandContext(ctx, node, "gateway.mjs", networkJSON, strconv.Itoa(org))
+	cmd := exec.CommandContext(ctx, node, script, networkJSON, strconv.Itoa(org))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 10 * time.Second
 	err := cmd.Run()
-	t.Logf("node gateway.mjs: %s", time.Since(began).Round(time.Millisecond))
+	t.Logf("node %s: %s", script, time.Since(began).Round(time.Millisecond))
 	var exit *exec.ExitError
 	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) {
-		t.Fatalf("node gateway.mjs: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+		t.Fatalf("node %s: %v\nstdout:\n%s\nstderr:\n%s", script, err, stdout.String(), stderr.String())
 	}
-	var rep report
-	if jerr := json.Unmarshal(stdout.Bytes(), &rep); jerr != nil {
-		t.Fatalf("gateway.mjs printed no report (%v, exit %v)\nstdout:\n%s\nstderr:\n%s", jerr, err, stdout.String(), stderr.String())
+	var outcome struct {
+		OK bool `json:"ok"`
+	}
+	if jerr := errors.Join(json.Unmarshal(stdout.Bytes(), &outcome), json.Unmarshal(stdout.Bytes(), rep)); jerr != nil {
+		t.Fatalf("%s printed no report (%v, exit %v)\nstdout:\n%s\nstderr:\n%s", script, jerr, err, stdout.String(), stderr.String())
 	}
 	if stderr.Len() > 0 {
-		t.Logf("gateway.mjs stderr:\n%s", stderr.String())
+		t.Logf("%s stderr:\n%s", script, stderr.String())
 	}
-	if err != nil || !rep.OK {
-		t.Errorf("gateway.mjs reported failure (exit %v):\n%s", err, stdout.String())
+	if err != nil || !outcome.OK {
+		t.Errorf("%s reported failure (exit %v):\n%s", script, err, stdout.String())
 	}
-	return &rep
 }
 
 var txIDPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -375,4 +382,236 @@ func checkReport(t *testing.T, rep *report, info *networkInfo, org int, pinned m
 	if c := checks["chaincodeEventsReplay"]; c.Count < 5 || c.InvalidSkipped != 1 {
 		t.Errorf("replayed %d events skipping %d invalid transactions, want at least 5 and 1", c.Count, c.InvalidSkipped)
 	}
+}
+
+// wantLegacyChecks are the checks legacy.cjs reports, in its order; each
+// must be there once and pass.
+var wantLegacyChecks = []string{
+	"connect",
+	"discovery",
+	"submitTransaction",
+	"evaluateTransaction",
+	"getTransactionByID",
+	"contractListener",
+	"blockListener",
+	"blockReplay",
+	"endorseError",
+	"evaluateError",
+	"withoutDiscovery",
+}
+
+// TestNodeLegacySDK checks Cairn with the legacy Node SDK, fabric-network
+// 2.2 over fabric-common: discovery (config, peers and endorsement plan
+// over TLS with the client certificate hash), proposals sent to each
+// organisation's Endorser, broadcast to the orderer, commits, contract and
+// block events on the peers' Deliver services. It starts its own network
+// like TestNodeGatewaySDK and runs legacy.cjs through each organisation's
+// peer.
+func TestNodeLegacySDK(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a network and installs npm packages; skipped with -short")
+	}
+	node, npm := nodeTools(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+
+	npmCI(ctx, t, npm)
+	pinned := pinnedVersions(t)
+	dir := startNetwork(ctx, t, buildCairn(ctx, t))
+	info := readNetwork(t, dir)
+	for i, org := range info.Organizations {
+		t.Run(org.MSPID, func(t *testing.T) {
+			var rep legacyReport
+			runScript(ctx, t, node, "legacy.cjs", filepath.Join(dir, "network.json"), i, &rep)
+			checkLegacyReport(t, &rep, info, i, pinned)
+		})
+	}
+}
+
+// legacyReport is what legacy.cjs prints.
+type legacyReport struct {
+	Versions map[string]string `json:"versions"`
+	Peer     struct {
+		Address string `json:"address"`
+		MSPID   string `json:"mspId"`
+		Channel string `json:"channel"`
+	} `json:"peer"`
+	Checks []legacyCheck `json:"checks"`
+}
+
+// legacyCheck is one entry of legacyReport.checks: the fields any check may set.
+type legacyCheck struct {
+	Name  string          `json:"name"`
+	OK    bool            `json:"ok"`
+	Error json.RawMessage `json:"error"`
+	MS    int64           `json:"ms"`
+
+	// discovery
+	MSPs     []string `json:"msps"`
+	Orderers []string `json:"orderers"`
+	Peers    []struct {
+		Endpoint string `json:"endpoint"`
+		MSPID    string `json:"mspId"`
+	} `json:"peers"`
+	Groups []struct {
+		Name   string   `json:"name"`
+		MSPIDs []string `json:"mspIds"`
+	} `json:"groups"`
+	Layouts []string `json:"layouts"`
+
+	AssetID        string   `json:"assetId"`
+	TransactionID  string   `json:"transactionId"`
+	ValidationCode *int     `json:"validationCode"`
+	Endorsers      []string `json:"endorsers"`
+	EventName      string   `json:"eventName"`
+	BlockNumber    string   `json:"blockNumber"`
+	Result         string   `json:"result"`
+	Message        string   `json:"message"`
+	Status         int      `json:"status"`
+	Responses      []struct {
+		Peer    string `json:"peer"`
+		Status  int    `json:"status"`
+		Message string `json:"message"`
+	} `json:"responses"`
+}
+
+// checkLegacyReport checks the report of legacy.cjs run through the
+// organisation's peer: every expected check ran once and passed with the
+// fabric-network package.json pins, discovery described the network as
+// network.json does, and what the SDK saw is what a Fabric network gives it.
+func checkLegacyReport(t *testing.T, rep *legacyReport, info *networkInfo, org int, pinned map[string]string) {
+	t.Helper()
+	o := info.Organizations[org]
+	if rep.Peer.MSPID != o.MSPID || rep.Peer.Address != o.Peers[0].Address || rep.Peer.Channel != info.Channel {
+		t.Errorf("report peer %+v, want %s's %s on %s", rep.Peer, o.MSPID, o.Peers[0].Address, info.Channel)
+	}
+	// fabric-network pins fabric-common at its own version.
+	if got, want := rep.Versions["fabricNetwork"], pinned["fabric-network"]; got != want || rep.Versions["fabricCommon"] != want {
+		t.Errorf("ran with fabric-network %s and fabric-common %s, package.json pins fabric-network %s", got, rep.Versions["fabricCommon"], want)
+	}
+
+	checks := make(map[string]legacyCheck, len(rep.Checks))
+	var summary []string
+	for _, c := range rep.Checks {
+		if _, dup := checks[c.Name]; dup {
+			t.Errorf("check %s reported twice", c.Name)
+		}
+		checks[c.Name] = c
+		summary = append(summary, fmt.Sprintf("%s=%dms", c.Name, c.MS))
+		if !c.OK {
+			t.Errorf("check %s failed: %s", c.Name, c.Error)
+		}
+	}
+	t.Logf("node %s, fabric-network %s, its grpc-js %s: %s", rep.Versions["node"], rep.Versions["fabricNetwork"], rep.Versions["grpcJs"], strings.Join(summary, " "))
+	for _, name := range wantLegacyChecks {
+		if _, ok := checks[name]; !ok {
+			t.Errorf("check %s did not run", name)
+		}
+	}
+	if len(rep.Checks) != len(wantLegacyChecks) {
+		t.Errorf("%d checks reported, want %d", len(rep.Checks), len(wantLegacyChecks))
+	}
+	if t.Failed() {
+		return
+	}
+
+	// Discovery: every organisation's MSP and peer (at the address
+	// network.json gives, under its MSP ID), the orderers, and a plan of one
+	// group per organisation with one layout needing a peer of each.
+	var wantMSPs, wantPeers, wantOrderers, gotPeers []string
+	for _, o := range info.Organizations {
+		wantMSPs = append(wantMSPs, o.MSPID)
+		for _, p := range o.Peers {
+			wantPeers = append(wantPeers, o.MSPID+" "+p.Address)
+		}
+	}
+	for _, o := range info.Orderers {
+		wantOrderers = append(wantOrderers, o.Address)
+	}
+	disc := checks["discovery"]
+	for _, p := range disc.Peers {
+		gotPeers = append(gotPeers, p.MSPID+" "+p.Endpoint)
+	}
+	for _, mspID := range wantMSPs {
+		if !slices.Contains(disc.MSPs, mspID) {
+			t.Errorf("discovery: MSPs %v lack %s", disc.MSPs, mspID)
+		}
+	}
+	if !sameElements(gotPeers, wantPeers) || !sameElements(disc.Orderers, wantOrderers) {
+		t.Errorf("discovery: peers %v and orderers %v, want %v and %v", gotPeers, disc.Orderers, wantPeers, wantOrderers)
+	}
+	var groupMSPs []string
+	for _, g := range disc.Groups {
+		if len(g.MSPIDs) != 1 {
+			t.Errorf("discovery: group %s mixes organisations %v", g.Name, g.MSPIDs)
+		}
+		groupMSPs = append(groupMSPs, g.MSPIDs...)
+	}
+	if !sameElements(groupMSPs, wantMSPs) || !slices.Equal(disc.Layouts, []string{"G0:1,G1:1"}) {
+		t.Errorf("discovery: groups of %v, layouts %v, want one group per organisation and layouts [G0:1,G1:1]", groupMSPs, disc.Layouts)
+	}
+
+	// The CreateAsset submitted through the discovery plan committed VALID
+	// with an endorsement of each organisation.
+	create, tx := checks["submitTransaction"], checks["getTransactionByID"]
+	if !txIDPattern.MatchString(create.TransactionID) || tx.TransactionID != create.TransactionID {
+		t.Errorf("GetTransactionByID returned %q for CreateAsset %q", tx.TransactionID, create.TransactionID)
+	}
+	if tx.ValidationCode == nil || *tx.ValidationCode != 0 || !sameElements(tx.Endorsers, wantMSPs) {
+		t.Errorf("CreateAsset: validation code %v, endorsed by %v, want 0 and %v", tx.ValidationCode, tx.Endorsers, wantMSPs)
+	}
+
+	// Events: the live contract listener got the TransferAsset event, the
+	// filtered block replay found it in the same block, the live block
+	// listener a later block.
+	ev, replay, live := checks["contractListener"], checks["blockReplay"], checks["blockListener"]
+	evBlock, err := strconv.ParseUint(ev.BlockNumber, 10, 64)
+	if err != nil || evBlock == 0 || ev.EventName != "TransferAsset" || ev.Result != "Tom" || !txIDPattern.MatchString(ev.TransactionID) {
+		t.Errorf("contractListener: %s of %q in block %q with result %q", ev.EventName, ev.TransactionID, ev.BlockNumber, ev.Result)
+	}
+	if replay.BlockNumber != ev.BlockNumber || replay.TransactionID != ev.TransactionID {
+		t.Errorf("blockReplay: transaction %s in block %s, want %s in block %s", replay.TransactionID, replay.BlockNumber, ev.TransactionID, ev.BlockNumber)
+	}
+	if n, err := strconv.ParseUint(live.BlockNumber, 10, 64); err != nil || n <= evBlock {
+		t.Errorf("blockListener: block %q, want one after %d", live.BlockNumber, evBlock)
+	}
+
+	// A chaincode error: on submit, fabric-network's "No valid responses
+	// from any peers" listing each endorser of the plan with the chaincode's
+	// status and message; on evaluate, the message and status themselves.
+	missing := create.AssetID + "-missing"
+	wantMessage := "the asset " + missing + " does not exist"
+	endorse := checks["endorseError"]
+	var respPeers, wantLines []string
+	for _, r := range endorse.Responses {
+		respPeers = append(respPeers, r.Peer)
+		if r.Status != 500 || r.Message != wantMessage {
+			t.Errorf("endorseError: response %+v, want status 500 and %q", r, wantMessage)
+		}
+		wantLines = append(wantLines, fmt.Sprintf("peer=%s, status=500, message=%s", r.Peer, wantMessage))
+	}
+	var peerAddrs []string
+	for _, p := range disc.Peers {
+		peerAddrs = append(peerAddrs, p.Endpoint)
+	}
+	if !sameElements(respPeers, peerAddrs) {
+		t.Errorf("endorseError: responses from %v, want one from each of %v", respPeers, peerAddrs)
+	}
+	if want := "No valid responses from any peers. Errors:\n    " + strings.Join(wantLines, "\n    "); endorse.Message != want {
+		t.Errorf("endorseError: message %q, want %q", endorse.Message, want)
+	}
+	if c := checks["evaluateError"]; c.Message != wantMessage || c.Status != 500 {
+		t.Errorf("evaluateError: %d %q, want 500 %q", c.Status, c.Message, wantMessage)
+	}
+	if c := checks["withoutDiscovery"]; !txIDPattern.MatchString(c.TransactionID) {
+		t.Errorf("withoutDiscovery: transaction ID %q", c.TransactionID)
+	}
+}
+
+// sameElements reports whether a and b hold the same strings, in any order.
+func sameElements(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
