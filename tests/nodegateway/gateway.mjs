@@ -12,6 +12,7 @@
 // JSON object, {"ok", "versions", "peer", "checks": [{"name", "ok", ...}]},
 // and exits 1 if any check failed (2 on bad usage).
 
+import harness from './harness.cjs';
 import * as grpc from '@grpc/grpc-js';
 import {
     EndorseError,
@@ -30,34 +31,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const chaincodeName = 'basic';
-const eventTimeoutMs = 60_000; // how long to wait for one event before failing
-const scriptTimeoutMs = 240_000; // the whole run, as a last resort
+const { eventTimeoutMs, report, assert } = harness;
 const utf8 = new TextDecoder();
-
-const checks = [];
-const report = { ok: false, versions: {}, peer: {}, checks };
-
-/** check runs one named step; a throw records the failure and later steps go on. */
-async function check(name, fn) {
-    const began = Date.now();
-    const entry = { name, ok: false };
-    checks.push(entry);
-    try {
-        Object.assign(entry, (await fn()) ?? {});
-        entry.ok = true;
-    } catch (err) {
-        entry.error = describeError(err);
-    }
-    entry.ms = Date.now() - began;
-    return entry;
-}
-
-/** assert throws with message unless cond holds. */
-function assert(cond, message) {
-    if (!cond) {
-        throw new Error(`assertion failed: ${message}`);
-    }
-}
+const check = (name, fn) => harness.check(describeError, name, fn);
 
 function describeError(err) {
     if (!(err instanceof Error)) {
@@ -505,29 +481,4 @@ async function run(networkFile, orgIndex) {
     }
 }
 
-async function main() {
-    const [networkFile, orgArg = '0'] = process.argv.slice(2);
-    if (!networkFile || !/^\d+$/.test(orgArg)) {
-        console.error('usage: node gateway.mjs NETWORK_JSON [ORG_INDEX]');
-        process.exit(2);
-    }
-    const guard = setTimeout(() => {
-        checks.push({ name: 'scriptTimeout', ok: false, error: { message: `run exceeded ${scriptTimeoutMs} ms` } });
-        finish();
-    }, scriptTimeoutMs);
-    try {
-        await run(networkFile, Number(orgArg));
-    } catch (err) {
-        checks.push({ name: 'setup', ok: false, error: describeError(err) });
-    }
-    clearTimeout(guard);
-    finish();
-}
-
-function finish() {
-    report.ok = checks.length > 0 && checks.every((c) => c.ok);
-    const json = JSON.stringify(report, (_, v) => (typeof v === 'bigint' ? v.toString() : v));
-    process.stdout.write(json + '\n', () => process.exit(report.ok ? 0 : 1));
-}
-
-await main();
+await harness.main('gateway.mjs', run, describeError);

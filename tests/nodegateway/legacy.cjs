@@ -20,6 +20,7 @@
 const { readFile } = require('node:fs/promises');
 const path = require('node:path');
 const util = require('node:util');
+const harness = require('./harness.cjs');
 
 // fabric-common's default logger writes info and warn lines to stdout, where
 // the report goes: give the SDK one that writes to stderr before it loads.
@@ -36,33 +37,8 @@ const { DefaultEventHandlerStrategies, Gateway, Wallets } = require('fabric-netw
 const { BlockDecoder } = require('fabric-common');
 
 const chaincodeName = 'basic';
-const eventTimeoutMs = 60_000; // how long to wait for one event before failing
-const scriptTimeoutMs = 240_000; // the whole run, as a last resort
-
-const checks = [];
-const report = { ok: false, versions: {}, peer: {}, checks };
-
-/** check runs one named step; a throw records the failure and later steps go on. */
-async function check(name, fn) {
-    const began = Date.now();
-    const entry = { name, ok: false };
-    checks.push(entry);
-    try {
-        Object.assign(entry, (await fn()) ?? {});
-        entry.ok = true;
-    } catch (err) {
-        entry.error = describeError(err);
-    }
-    entry.ms = Date.now() - began;
-    return entry;
-}
-
-/** assert throws with message unless cond holds. */
-function assert(cond, message) {
-    if (!cond) {
-        throw new Error(`assertion failed: ${message}`);
-    }
-}
+const { eventTimeoutMs, report, assert } = harness;
+const check = (name, fn) => harness.check(describeError, name, fn);
 
 function describeError(err) {
     if (!(err instanceof Error)) {
@@ -443,28 +419,4 @@ async function run(networkFile, orgIndex) {
     }
 }
 
-async function main() {
-    const [networkFile, orgArg = '0'] = process.argv.slice(2);
-    if (!networkFile || !/^\d+$/.test(orgArg)) {
-        console.error('usage: node legacy.cjs NETWORK_JSON [ORG_INDEX]');
-        process.exit(2);
-    }
-    const guard = setTimeout(() => {
-        checks.push({ name: 'scriptTimeout', ok: false, error: { message: `run exceeded ${scriptTimeoutMs} ms` } });
-        finish();
-    }, scriptTimeoutMs);
-    try {
-        await run(networkFile, Number(orgArg));
-    } catch (err) {
-        checks.push({ name: 'setup', ok: false, error: describeError(err) });
-    }
-    clearTimeout(guard);
-    finish();
-}
-
-function finish() {
-    report.ok = checks.length > 0 && checks.every((c) => c.ok);
-    process.stdout.write(JSON.stringify(report) + '\n', () => process.exit(report.ok ? 0 : 1));
-}
-
-main();
+harness.main('legacy.cjs', run, describeError);

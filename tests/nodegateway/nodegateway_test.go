@@ -42,6 +42,20 @@ var wantChecks = []string{
 // basic chaincode under the channel's MAJORITY endorsement policy) with the
 // cairn binary, and runs gateway.mjs against each organisation's peer.
 func TestNodeGatewaySDK(t *testing.T) {
+	forEachOrg(t, func(t *testing.T, run func(script string, rep any), info *networkInfo, org int, pinned map[string]string) {
+		var rep report
+		run("gateway.mjs", &rep)
+		checkReport(t, &rep, info, org, pinned)
+	})
+}
+
+// forEachOrg installs the npm packages (npm ci), starts a network of two
+// organisations (one peer each, one orderer, the basic chaincode under the
+// channel's MAJORITY endorsement policy) with the cairn binary, and calls
+// check in a subtest per organisation; check's run executes a script of this
+// folder against that organisation's peer and decodes its JSON report.
+func forEachOrg(t *testing.T, check func(t *testing.T, run func(script string, rep any), info *networkInfo, org int, pinned map[string]string)) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a network and installs npm packages; skipped with -short")
 	}
@@ -55,9 +69,10 @@ func TestNodeGatewaySDK(t *testing.T) {
 	info := readNetwork(t, dir)
 	for i, org := range info.Organizations {
 		t.Run(org.MSPID, func(t *testing.T) {
-			var rep report
-			runScript(ctx, t, node, "gateway.mjs", filepath.Join(dir, "network.json"), i, &rep)
-			checkReport(t, &rep, info, i, pinned)
+			run := func(script string, rep any) {
+				runScript(ctx, t, node, script, filepath.Join(dir, "network.json"), i, rep)
+			}
+			check(t, run, info, i, pinned)
 		})
 	}
 }
@@ -211,6 +226,45 @@ type report struct {
 	Checks []check `json:"checks"`
 }
 
+// checkResult is what indexChecks reads of a script's check entry.
+type checkResult interface {
+	result() (name string, ok bool, err json.RawMessage, ms int64)
+}
+
+func (c check) result() (string, bool, json.RawMessage, int64) { return c.Name, c.OK, c.Error, c.MS }
+func (c legacyCheck) result() (string, bool, json.RawMessage, int64) {
+	return c.Name, c.OK, c.Error, c.MS
+}
+
+// indexChecks reports every check that failed, ran twice or did not run of
+// the want list, and returns the checks by name with a one-line timing
+// summary for the log.
+func indexChecks[C checkResult](t *testing.T, got []C, want []string) (map[string]C, string) {
+	t.Helper()
+	byName := make(map[string]C, len(got))
+	var summary []string
+	for _, c := range got {
+		name, ok, failure, ms := c.result()
+		if _, dup := byName[name]; dup {
+			t.Errorf("check %s reported twice", name)
+		}
+		byName[name] = c
+		summary = append(summary, fmt.Sprintf("%s=%dms", name, ms))
+		if !ok {
+			t.Errorf("check %s failed: %s", name, failure)
+		}
+	}
+	for _, name := range want {
+		if _, ok := byName[name]; !ok {
+			t.Errorf("check %s did not run", name)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d checks reported, want %d", len(got), len(want))
+	}
+	return byName, strings.Join(summary, " ")
+}
+
 // check is one entry of report.checks: the fields any check may set.
 type check struct {
 	Name  string          `json:"name"`
@@ -294,27 +348,8 @@ func checkReport(t *testing.T, rep *report, info *networkInfo, org int, pinned m
 		}
 	}
 
-	checks := make(map[string]check, len(rep.Checks))
-	var summary []string
-	for _, c := range rep.Checks {
-		if _, dup := checks[c.Name]; dup {
-			t.Errorf("check %s reported twice", c.Name)
-		}
-		checks[c.Name] = c
-		summary = append(summary, fmt.Sprintf("%s=%dms", c.Name, c.MS))
-		if !c.OK {
-			t.Errorf("check %s failed: %s", c.Name, c.Error)
-		}
-	}
-	t.Logf("node %s, fabric-gateway %s, grpc-js %s: %s", rep.Versions["node"], rep.Versions["fabricGateway"], rep.Versions["grpcJs"], strings.Join(summary, " "))
-	for _, name := range wantChecks {
-		if _, ok := checks[name]; !ok {
-			t.Errorf("check %s did not run", name)
-		}
-	}
-	if len(rep.Checks) != len(wantChecks) {
-		t.Errorf("%d checks reported, want %d", len(rep.Checks), len(wantChecks))
-	}
+	checks, summary := indexChecks(t, rep.Checks, wantChecks)
+	t.Logf("node %s, fabric-gateway %s, grpc-js %s: %s", rep.Versions["node"], rep.Versions["fabricGateway"], rep.Versions["grpcJs"], summary)
 	if t.Failed() {
 		return
 	}
@@ -408,24 +443,11 @@ var wantLegacyChecks = []string{
 // like TestNodeGatewaySDK and runs legacy.cjs through each organisation's
 // peer.
 func TestNodeLegacySDK(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a network and installs npm packages; skipped with -short")
-	}
-	node, npm := nodeTools(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
-	defer cancel()
-
-	npmCI(ctx, t, npm)
-	pinned := pinnedVersions(t)
-	dir := startNetwork(ctx, t, buildCairn(ctx, t))
-	info := readNetwork(t, dir)
-	for i, org := range info.Organizations {
-		t.Run(org.MSPID, func(t *testing.T) {
-			var rep legacyReport
-			runScript(ctx, t, node, "legacy.cjs", filepath.Join(dir, "network.json"), i, &rep)
-			checkLegacyReport(t, &rep, info, i, pinned)
-		})
-	}
+	forEachOrg(t, func(t *testing.T, run func(script string, rep any), info *networkInfo, org int, pinned map[string]string) {
+		var rep legacyReport
+		run("legacy.cjs", &rep)
+		checkLegacyReport(t, &rep, info, org, pinned)
+	})
 }
 
 // legacyReport is what legacy.cjs prints.
@@ -490,27 +512,8 @@ func checkLegacyReport(t *testing.T, rep *legacyReport, info *networkInfo, org i
 		t.Errorf("ran with fabric-network %s and fabric-common %s, package.json pins fabric-network %s", got, rep.Versions["fabricCommon"], want)
 	}
 
-	checks := make(map[string]legacyCheck, len(rep.Checks))
-	var summary []string
-	for _, c := range rep.Checks {
-		if _, dup := checks[c.Name]; dup {
-			t.Errorf("check %s reported twice", c.Name)
-		}
-		checks[c.Name] = c
-		summary = append(summary, fmt.Sprintf("%s=%dms", c.Name, c.MS))
-		if !c.OK {
-			t.Errorf("check %s failed: %s", c.Name, c.Error)
-		}
-	}
-	t.Logf("node %s, fabric-network %s, its grpc-js %s: %s", rep.Versions["node"], rep.Versions["fabricNetwork"], rep.Versions["grpcJs"], strings.Join(summary, " "))
-	for _, name := range wantLegacyChecks {
-		if _, ok := checks[name]; !ok {
-			t.Errorf("check %s did not run", name)
-		}
-	}
-	if len(rep.Checks) != len(wantLegacyChecks) {
-		t.Errorf("%d checks reported, want %d", len(rep.Checks), len(wantLegacyChecks))
-	}
+	checks, summary := indexChecks(t, rep.Checks, wantLegacyChecks)
+	t.Logf("node %s, fabric-network %s, its grpc-js %s: %s", rep.Versions["node"], rep.Versions["fabricNetwork"], rep.Versions["grpcJs"], summary)
 	if t.Failed() {
 		return
 	}
