@@ -17,6 +17,16 @@ type Info struct {
 	Chaincodes    []string       `json:"chaincodes"`
 	Organizations []Organization `json:"organizations"`
 	Orderers      []Orderer      `json:"orderers"`
+	// OrdererOrganizations name the orderer organisations and their admin,
+	// whose TLS client certificate the channel participation API (osnadmin)
+	// requires.
+	OrdererOrganizations []OrdererOrganization `json:"ordererOrganizations"`
+}
+
+// OrdererOrganization is one orderer organisation.
+type OrdererOrganization struct {
+	MSPID string          `json:"mspId"`
+	Users map[string]User `json:"users"`
 }
 
 // Organization is one application organisation.
@@ -33,10 +43,13 @@ type Peer struct {
 	TLSRootCert string `json:"tlsRootCert"`
 }
 
-// User is a client identity: certificate and private key files.
+// User is a client identity: enrollment certificate and private key files,
+// and the TLS client certificate and key for mutual TLS.
 type User struct {
-	Cert string `json:"cert"`
-	Key  string `json:"key"`
+	Cert    string `json:"cert"`
+	Key     string `json:"key"`
+	TLSCert string `json:"tlsCert"`
+	TLSKey  string `json:"tlsKey"`
 }
 
 // Orderer is one orderer with its channel participation (admin) address.

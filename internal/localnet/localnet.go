@@ -452,13 +452,16 @@ func (n *Network) buildInfo() *Info {
 			full := nd.FullName(org.Domain)
 			o.Peers = append(o.Peers, Peer{Name: full, Address: nd.Address(), TLSRootCert: l.TLSCACertPath(true, org.Domain)})
 		}
-		o.Users["admin"] = User{Cert: l.UserSignCertPath(true, org.Domain, cryptogen.AdminUser), Key: l.UserKeyPath(true, org.Domain, cryptogen.AdminUser)}
+		o.Users["admin"] = user(l, true, org.Domain, cryptogen.AdminUser)
 		for i, u := range org.Users {
-			o.Users["user"+strconv.Itoa(i+1)] = User{Cert: l.UserSignCertPath(true, org.Domain, u), Key: l.UserKeyPath(true, org.Domain, u)}
+			o.Users["user"+strconv.Itoa(i+1)] = user(l, true, org.Domain, u)
 		}
 		info.Organizations = append(info.Organizations, o)
 	}
 	for _, org := range n.net.OrdererOrgs {
+		info.OrdererOrganizations = append(info.OrdererOrganizations, OrdererOrganization{
+			MSPID: org.MSPID, Users: map[string]User{"admin": user(l, false, org.Domain, cryptogen.AdminUser)},
+		})
 		for _, nd := range org.Orderers {
 			info.Orderers = append(info.Orderers, Orderer{
 				Name: nd.FullName(org.Domain), Address: nd.Address(),
@@ -468,6 +471,14 @@ func (n *Network) buildInfo() *Info {
 		}
 	}
 	return info
+}
+
+// user is a user's files in the crypto material.
+func user(l cryptogen.Layout, peerOrg bool, domain, name string) User {
+	return User{
+		Cert: l.UserSignCertPath(peerOrg, domain, name), Key: l.UserKeyPath(peerOrg, domain, name),
+		TLSCert: l.UserTLSCertPath(peerOrg, domain, name), TLSKey: l.UserTLSKeyPath(peerOrg, domain, name),
+	}
 }
 
 // writeBase64 writes the base64 of a file's contents, the format Fabric's

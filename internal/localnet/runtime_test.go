@@ -1,9 +1,11 @@
 package localnet
 
 import (
+	"os"
 	"slices"
 	"testing"
 
+	"github.com/cairn-ledger/cairn/internal/cryptogen"
 	"github.com/cairn-ledger/cairn/internal/netconfig"
 )
 
@@ -45,5 +47,36 @@ func TestRuntimeEnv(t *testing.T) {
 	n.goMaxProcs = 0
 	if env := n.runtimeEnv(nil); len(env) != 0 {
 		t.Fatalf("Go's default should add nothing, got %q", env)
+	}
+}
+
+// TestInfoNamesExistingFiles checks that every file network.json names —
+// users' enrollment and TLS client credentials, the orderer admin's
+// included — exists in the generated crypto material.
+func TestInfoNamesExistingFiles(t *testing.T) {
+	n := &Network{Dir: t.TempDir(), net: netconfig.Consortium()}
+	if err := cryptogen.Generate(n.net, n.cryptoDir()); err != nil {
+		t.Fatal(err)
+	}
+	info := n.buildInfo()
+	if len(info.OrdererOrganizations) != 1 || info.OrdererOrganizations[0].MSPID != "OrdererMSP" {
+		t.Fatalf("orderer organisations %+v, want OrdererMSP", info.OrdererOrganizations)
+	}
+	var users []User
+	for _, o := range info.Organizations {
+		for _, u := range o.Users {
+			users = append(users, u)
+		}
+	}
+	users = append(users, info.OrdererOrganizations[0].Users["admin"])
+	if len(users) != 5 { // admin and user1 of two organisations, the orderer admin
+		t.Fatalf("%d users, want 5", len(users))
+	}
+	for _, u := range users {
+		for _, f := range []string{u.Cert, u.Key, u.TLSCert, u.TLSKey} {
+			if _, err := os.Stat(f); err != nil {
+				t.Errorf("network.json names %q: %v", f, err)
+			}
+		}
 	}
 }
