@@ -287,6 +287,19 @@ func (t *ccTarget) deployer(w io.Writer) (*ccdeploy.Deployer, *ccNetwork, error)
 	return d, n, nil
 }
 
+// run opens a Deployer over the network (progress to w) and calls fn with it
+// under the command's context, closing the network afterwards.
+func (t *ccTarget) run(w io.Writer, fn func(ctx context.Context, d *ccdeploy.Deployer, n *ccNetwork) error) error {
+	d, n, err := t.deployer(w)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	ctx, cancel := t.context()
+	defer cancel()
+	return fn(ctx, d, n)
+}
+
 // context is the command's context: cancelled by SIGINT/SIGTERM or after --timeout.
 func (t *ccTarget) context() (context.Context, context.CancelFunc) {
 	ctx, stop := signalContext()
@@ -373,19 +386,14 @@ func newCCInstallCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d, n, err := t.deployer(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer n.Close()
-			ctx, cancel := t.context()
-			defer cancel()
-			id, err := d.Install(ctx, pkg)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), id)
-			return nil
+			return t.run(cmd.ErrOrStderr(), func(ctx context.Context, d *ccdeploy.Deployer, n *ccNetwork) error {
+				id, err := d.Install(ctx, pkg)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), id)
+				return nil
+			})
 		},
 	}
 	t.flags(c, "install on the peers of this organisation (MSP ID) only", "install on this peer (name in network.json) only")
@@ -450,46 +458,41 @@ when organisations approved the sequence differently, the differing fields
 (version, policy, init-required, collections, package, ...) are named.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, n, err := t.deployer(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer n.Close()
-			ctx, cancel := t.context()
-			defer cancel()
-			def, err := f.definition(ctx, d)
-			if err != nil {
-				return err
-			}
-			var last uint64
-			for _, o := range n.orgs {
-				block, err := d.Approve(ctx, o.MSPID, def)
+			return t.run(cmd.ErrOrStderr(), func(ctx context.Context, d *ccdeploy.Deployer, n *ccNetwork) error {
+				def, err := f.definition(ctx, d)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "approved %s version %s sequence %d for %s (block %d)\n", def.Name, def.Version, def.Sequence, o.MSPID, block)
-				last = max(last, block)
-			}
-			// An org of this network whose approval differs is worth a
-			// warning, not a failure: this org's approval stands.
-			all, closeAll, err := allOrgs(t)
-			if err != nil {
+				var last uint64
+				for _, o := range n.orgs {
+					block, err := d.Approve(ctx, o.MSPID, def)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "approved %s version %s sequence %d for %s (block %d)\n", def.Name, def.Version, def.Sequence, o.MSPID, block)
+					last = max(last, block)
+				}
+				// An org of this network whose approval differs is worth a
+				// warning, not a failure: this org's approval stands.
+				all, closeAll, err := allOrgs(t)
+				if err != nil {
+					return err
+				}
+				defer closeAll()
+				if err := all.WaitForBlock(ctx, last); err != nil {
+					return err
+				}
+				err = all.CheckReady(ctx, def, 0)
+				var nr *ccdeploy.NotReadyError
+				if errors.As(err, &nr) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "! not ready to commit yet: %v\n", nr)
+					return nil
+				}
+				if err == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "every organisation approved %s sequence %d: ready to commit\n", def.Name, def.Sequence)
+				}
 				return err
-			}
-			defer closeAll()
-			if err := all.WaitForBlock(ctx, last); err != nil {
-				return err
-			}
-			err = all.CheckReady(ctx, def, 0)
-			var nr *ccdeploy.NotReadyError
-			if errors.As(err, &nr) {
-				fmt.Fprintf(cmd.ErrOrStderr(), "! not ready to commit yet: %v\n", nr)
-				return nil
-			}
-			if err == nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "every organisation approved %s sequence %d: ready to commit\n", def.Name, def.Sequence)
-			}
-			return err
+			})
 		},
 	}
 	t.flags(c, "approve for this organisation (MSP ID) only", "")
@@ -522,33 +525,28 @@ error names the fields on which their approvals differ.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			submitter := t.org
 			t.org = ""
-			d, n, err := t.deployer(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer n.Close()
-			if submitter == "" {
-				submitter = n.orgs[0].MSPID
-			}
-			ctx, cancel := t.context()
-			defer cancel()
-			def, err := f.definition(ctx, d)
-			if err != nil {
-				return err
-			}
-			approved, err := d.Readiness(ctx, def)
-			if err != nil {
-				return err
-			}
-			if err := d.CheckReady(ctx, def, len(approved)/2+1); err != nil {
-				return err
-			}
-			block, err := d.Commit(ctx, submitter, def)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "committed %s version %s sequence %d on channel %s (block %d)\n", def.Name, def.Version, def.Sequence, n.channel, block)
-			return d.WaitCommitted(ctx, def.Name, def.Sequence)
+			return t.run(cmd.ErrOrStderr(), func(ctx context.Context, d *ccdeploy.Deployer, n *ccNetwork) error {
+				if submitter == "" {
+					submitter = n.orgs[0].MSPID
+				}
+				def, err := f.definition(ctx, d)
+				if err != nil {
+					return err
+				}
+				approved, err := d.Readiness(ctx, def)
+				if err != nil {
+					return err
+				}
+				if err := d.CheckReady(ctx, def, len(approved)/2+1); err != nil {
+					return err
+				}
+				block, err := d.Commit(ctx, submitter, def)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "committed %s version %s sequence %d on channel %s (block %d)\n", def.Name, def.Version, def.Sequence, n.channel, block)
+				return d.WaitCommitted(ctx, def.Name, def.Sequence)
+			})
 		},
 	}
 	t.flags(c, "organisation (MSP ID) whose admin submits the commit (default: the first)", "")
@@ -587,15 +585,10 @@ differ, the error names the differing fields.`,
 			if err != nil {
 				return err
 			}
-			d, n, err := t.deployer(cmd.OutOrStdout())
-			if err != nil {
+			return t.run(cmd.OutOrStdout(), func(ctx context.Context, d *ccdeploy.Deployer, n *ccNetwork) error {
+				_, err = d.Deploy(ctx, ccdeploy.Request{Name: f.name, Version: f.version, Package: pkg, Sequence: f.sequence, Policy: pol, InitRequired: f.initRequired})
 				return err
-			}
-			defer n.Close()
-			ctx, cancel := t.context()
-			defer cancel()
-			_, err = d.Deploy(ctx, ccdeploy.Request{Name: f.name, Version: f.version, Package: pkg, Sequence: f.sequence, Policy: pol, InitRequired: f.initRequired})
-			return err
+			})
 		},
 	}
 	t.flags(c, "", "")
@@ -635,34 +628,29 @@ the definitions committed on the channel.
 "initRequired", "approvals": {"Org1MSP": true}}]}.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, n, err := t.deployer(io.Discard)
-			if err != nil {
-				return err
-			}
-			defer n.Close()
-			ctx, cancel := t.context()
-			defer cancel()
-			installed, err := d.Installed(ctx)
-			if err != nil {
-				return err
-			}
-			committed, err := d.CommittedAll(ctx)
-			if err != nil {
-				return err
-			}
-			l := ccListing{Installed: installed, Channel: n.channel, Committed: []ccCommitted{}}
-			for _, c := range committed {
-				l.Committed = append(l.Committed, ccCommitted{Name: c.Name, Version: c.Version, Sequence: c.Sequence,
-					Policy: ccdeploy.DescribePolicy(c.Policy), InitRequired: c.InitRequired, Approvals: c.Approvals})
-			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(l)
-			}
-			writeListing(out, l)
-			return nil
+			return t.run(io.Discard, func(ctx context.Context, d *ccdeploy.Deployer, n *ccNetwork) error {
+				installed, err := d.Installed(ctx)
+				if err != nil {
+					return err
+				}
+				committed, err := d.CommittedAll(ctx)
+				if err != nil {
+					return err
+				}
+				l := ccListing{Installed: installed, Channel: n.channel, Committed: []ccCommitted{}}
+				for _, c := range committed {
+					l.Committed = append(l.Committed, ccCommitted{Name: c.Name, Version: c.Version, Sequence: c.Sequence,
+						Policy: ccdeploy.DescribePolicy(c.Policy), InitRequired: c.InitRequired, Approvals: c.Approvals})
+				}
+				out := cmd.OutOrStdout()
+				if asJSON {
+					enc := json.NewEncoder(out)
+					enc.SetIndent("", "  ")
+					return enc.Encode(l)
+				}
+				writeListing(out, l)
+				return nil
+			})
 		},
 	}
 	t.flags(c, "list the peers of this organisation (MSP ID) only", "list this peer (name in network.json) only")

@@ -13,11 +13,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
 	"math/rand/v2"
-	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -1075,32 +1073,9 @@ func (c *chaosNet) join(t *testing.T, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	fw, err := mw.CreateFormFile("config-block", "config.block")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fw.Write(genesis); err != nil {
-		t.Fatal(err)
-	}
-	if err := mw.Close(); err != nil {
-		t.Fatal(err)
-	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.adminTLS}, Timeout: 30 * time.Second}
 	defer hc.CloseIdleConnections()
-	req, err := http.NewRequest(http.MethodPost, "https://"+c.admin[name]+"/participation/v1/channels", &body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := hc.Do(req)
-	if err != nil {
+	if err := localnet.PostConfigBlock(t.Context(), hc, "https://"+c.admin[name]+"/participation/v1/channels", genesis); err != nil {
 		t.Fatalf("join %s: %v", name, err)
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("join %s: participation API answered %s: %s", name, resp.Status, bytes.TrimSpace(msg))
 	}
 }

@@ -45,7 +45,7 @@ func (n *Network) joinOrderers(ctx context.Context, genesis []byte) error {
 			if err := waitTCP(ctx, fmt.Sprintf("%s:%d", nd.Host, nd.AdminPort), 0); err != nil {
 				return err
 			}
-			if err := postConfigBlock(ctx, hc, url, genesis); err != nil {
+			if err := PostConfigBlock(ctx, hc, url, genesis); err != nil {
 				return fmt.Errorf("join %s to channel: %w", nd.FullName(org.Domain), err)
 			}
 		}
@@ -54,7 +54,12 @@ func (n *Network) joinOrderers(ctx context.Context, genesis []byte) error {
 	return nil
 }
 
-func postConfigBlock(ctx context.Context, hc *http.Client, url string, block []byte) error {
+// PostConfigBlock joins an orderer to a channel through the channel
+// participation API at url (…/participation/v1/channels), as osnadmin's
+// "channel join" does: a multipart form with the config block; hc carries the
+// orderer admin's TLS client certificate. Anything but 201 Created is an
+// error naming the API's answer.
+func PostConfigBlock(ctx context.Context, hc *http.Client, url string, block []byte) error {
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	fw, err := mw.CreateFormFile("config-block", "config.block")

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"mime/multipart"
 	"net"
 	"net/http"
 	"os"
@@ -379,7 +378,7 @@ func (s *scNet) createChannel(ctx context.Context, t *testing.T, name string) {
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 30 * time.Second}
 		for _, nd := range org.Orderers {
 			url := fmt.Sprintf("https://%s:%d/participation/v1/channels", nd.Host, nd.AdminPort)
-			if err := postChannelBlock(ctx, hc, url, genesis); err != nil {
+			if err := localnet.PostConfigBlock(ctx, hc, url, genesis); err != nil {
 				t.Fatalf("join %s to %s: %v", nd.FullName(org.Domain), name, err)
 			}
 		}
@@ -405,37 +404,6 @@ func (s *scNet) createChannel(ctx context.Context, t *testing.T, name string) {
 			}
 		}
 	}
-}
-
-func postChannelBlock(ctx context.Context, hc *http.Client, url string, block []byte) error {
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	fw, err := mw.CreateFormFile("config-block", "config.block")
-	if err != nil {
-		return err
-	}
-	if _, err := fw.Write(block); err != nil {
-		return err
-	}
-	if err := mw.Close(); err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, &body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var msg bytes.Buffer
-	_, _ = msg.ReadFrom(resp.Body)
-	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("participation API answered %s: %s", resp.Status, bytes.TrimSpace(msg.Bytes()))
-	}
-	return nil
 }
 
 // adminConn connects to a peer as its organisation's admin; the connection

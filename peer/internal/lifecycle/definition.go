@@ -91,16 +91,7 @@ func Definition(state Reader, name string) (*ChaincodeDefinition, bool, error) {
 	if err != nil || def == nil {
 		return nil, false, err
 	}
-	return &ChaincodeDefinition{
-		Name:                def.Name,
-		Version:             def.Version,
-		Sequence:            def.Sequence,
-		EndorsementPlugin:   def.EndorsementPlugin,
-		ValidationPlugin:    def.ValidationPlugin,
-		InitRequired:        def.InitRequired,
-		ValidationParameter: def.ValidationParameter,
-		Collections:         def.Collections,
-	}, true, nil
+	return definitionOf(def), true, nil
 }
 
 // ApprovedPackageID returns the package ID that organisation mspID approved
@@ -154,6 +145,20 @@ func approvalOrg(key string) (string, bool) {
 }
 
 var deterministic = proto.MarshalOptions{Deterministic: true}
+
+// definitionOf is the committed definition as the peer uses it.
+func definitionOf(def *lb.CommitChaincodeDefinitionArgs) *ChaincodeDefinition {
+	return &ChaincodeDefinition{
+		Name:                def.Name,
+		Version:             def.Version,
+		Sequence:            def.Sequence,
+		EndorsementPlugin:   def.EndorsementPlugin,
+		ValidationPlugin:    def.ValidationPlugin,
+		InitRequired:        def.InitRequired,
+		ValidationParameter: def.ValidationParameter,
+		Collections:         def.Collections,
+	}
+}
 
 func readDefinition(state Reader, name string) (*lb.CommitChaincodeDefinitionArgs, error) {
 	b, err := state.GetState(Namespace, definitionKey(name))

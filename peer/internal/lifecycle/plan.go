@@ -39,16 +39,7 @@ func Definitions(state RangeReader) ([]*ChaincodeDefinition, error) {
 		if err := proto.Unmarshal(kv.Value, def); err != nil {
 			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
 		}
-		out = append(out, &ChaincodeDefinition{
-			Name:                def.Name,
-			Version:             def.Version,
-			Sequence:            def.Sequence,
-			EndorsementPlugin:   def.EndorsementPlugin,
-			ValidationPlugin:    def.ValidationPlugin,
-			InitRequired:        def.InitRequired,
-			ValidationParameter: def.ValidationParameter,
-			Collections:         def.Collections,
-		})
+		out = append(out, definitionOf(def))
 	}
 }
 
