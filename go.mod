@@ -3,6 +3,7 @@ module github.com/cairn-ledger/cairn
 go 1.26.0
 
 require (
+	filippo.io/nistec v0.0.4
 	github.com/hyperledger/fabric-chaincode-go/v2 v2.3.0
 	github.com/hyperledger/fabric-config v0.3.1
 	github.com/hyperledger/fabric-contract-api-go/v2 v2.2.0

@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+
+	"github.com/cairn-ledger/cairn/internal/crypto/p256"
 )
 
 // Sentinel errors callers can branch on with errors.Is.
@@ -59,15 +61,30 @@ func Verify(pub *ecdsa.PublicKey, msg, sig []byte) error {
 	if pub == nil {
 		return errors.New("verify: nil public key")
 	}
+	return verify(pub.Curve, msg, sig, func(digest []byte, r, s *big.Int) bool {
+		return ecdsa.Verify(pub, digest, r, s)
+	})
+}
+
+// VerifyTable is Verify for a P-256 key through its precomputed table: the
+// same answers in about half the time (see package p256).
+func VerifyTable(t *p256.Table, msg, sig []byte) error {
+	if t == nil {
+		return errors.New("verify: nil key table")
+	}
+	return verify(elliptic.P256(), msg, sig, t.Verify)
+}
+
+func verify(curve elliptic.Curve, msg, sig []byte, check func(digest []byte, r, s *big.Int) bool) error {
 	r, s, err := unmarshalSignature(sig)
 	if err != nil {
 		return err
 	}
-	if !isLowS(pub.Curve, s) {
+	if !isLowS(curve, s) {
 		return ErrHighS
 	}
 	digest := sha256.Sum256(msg)
-	if !ecdsa.Verify(pub, digest[:], r, s) {
+	if !check(digest[:], r, s) {
 		return ErrBadSignature
 	}
 	return nil

@@ -7,11 +7,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	mspproto "github.com/hyperledger/fabric-protos-go-apiv2/msp"
 
 	"github.com/cairn-ledger/cairn/internal/crypto"
+	"github.com/cairn-ledger/cairn/internal/crypto/p256"
 )
 
 // Identity is a deserialised, validated member of an MSP. It is immutable.
@@ -26,7 +28,22 @@ type Identity struct {
 	nodeRole   mspproto.MSPRole_MSPRoleType
 	hasNodeOU  bool
 	admin      bool
+
+	// verifies counts verifications until the key earns a table; table is
+	// the key's precomputed multiples once it has (see keyTable).
+	verifies atomic.Uint32
+	table    atomic.Pointer[p256.Table]
 }
+
+// A key gets a precomputed table on its hotKeyVerifies-th verification: the
+// table costs about 30 verifications to build and halves each one after, and
+// the few client, peer and orderer keys that sign most of a channel's traffic
+// reach this quickly. Each MSP holds at most maxKeyTables of them
+// (p256.TableBytes each, ≈260 KB), so many occasional signers cost no memory.
+const (
+	hotKeyVerifies = 32
+	maxKeyTables   = 64
+)
 
 // MSPID returns the identifier of the identity's MSP.
 func (id *Identity) MSPID() string { return id.msp.id }
@@ -78,10 +95,34 @@ func (id *Identity) CertifiersIdentifier() []byte { return id.certifiers }
 
 // Verify checks sig (ECDSA P-256 over SHA-256, DER, low-S) over msg.
 func (id *Identity) Verify(msg, sig []byte) error {
-	if err := crypto.Verify(id.pub, msg, sig); err != nil {
+	var err error
+	if t := id.keyTable(); t != nil {
+		err = crypto.VerifyTable(t, msg, sig)
+	} else {
+		err = crypto.Verify(id.pub, msg, sig)
+	}
+	if err != nil {
 		return fmt.Errorf("verify signature of %s: %w", id, err)
 	}
 	return nil
+}
+
+// keyTable returns the key's precomputed table, building it on the
+// hotKeyVerifies-th verification while the MSP has tables to spare. Exactly
+// one caller builds it; the others verify without it meanwhile.
+func (id *Identity) keyTable() *p256.Table {
+	if t := id.table.Load(); t != nil {
+		return t
+	}
+	if id.msp == nil || id.verifies.Add(1) != hotKeyVerifies || !id.msp.reserveKeyTable() {
+		return nil
+	}
+	t, err := p256.NewTable(id.pub)
+	if err != nil { // MSP validation admits P-256 keys only; keep the plain path
+		return nil
+	}
+	id.table.Store(t)
+	return t
 }
 
 // String describes the identity for messages: MSP ID, role and common name.

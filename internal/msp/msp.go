@@ -22,6 +22,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	mspproto "github.com/hyperledger/fabric-protos-go-apiv2/msp"
@@ -56,6 +57,13 @@ type MSP struct {
 
 	tlsRoots, tlsIntermediates []*x509.Certificate
 	conf                       *mspproto.FabricMSPConfig
+
+	keyTables atomic.Int32 // precomputed key tables handed to its identities
+}
+
+// reserveKeyTable takes one of the MSP's maxKeyTables key tables.
+func (m *MSP) reserveKeyTable() bool {
+	return m.keyTables.Add(1) <= maxKeyTables
 }
 
 // FromConfigMSP builds an MSP from the wrapper form found in channel configuration

@@ -9,6 +9,7 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"sync"
@@ -164,6 +165,40 @@ func highS(t *testing.T, sig []byte) []byte {
 	return b
 }
 
+// verifyCases are the answers Identity.Verify must give for leaf's identity.
+func verifyCases(t *testing.T, leaf *msptest.Leaf) []struct {
+	name     string
+	msg, sig []byte
+	want     error
+} {
+	msg := []byte("envelope payload")
+	sig := leaf.Sign(t, msg)
+	tampered := append([]byte(nil), sig...)
+	tampered[len(tampered)-2] ^= 0x40
+	return []struct {
+		name     string
+		msg, sig []byte
+		want     error
+	}{
+		{"valid", msg, sig, nil},
+		{"high S", msg, highS(t, sig), crypto.ErrHighS},
+		{"tampered signature", msg, tampered, crypto.ErrBadSignature},
+		{"tampered message", []byte("envelope payloaD"), sig, crypto.ErrBadSignature},
+		{"not DER", msg, []byte("sig"), crypto.ErrMalformedSignature},
+		{"another signer", msg, msptest.NewCA(t, "Org1MSP").Issue(t, "peer0", "peer").Sign(t, msg), crypto.ErrBadSignature},
+	}
+}
+
+func checkVerify(t *testing.T, id *msp.Identity, leaf *msptest.Leaf) {
+	t.Helper()
+	for _, tc := range verifyCases(t, leaf) {
+		err := id.Verify(tc.msg, tc.sig)
+		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Fatalf("%s: Verify = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
 func TestVerify(t *testing.T) {
 	ca := msptest.NewCA(t, "Org1MSP")
 	leaf := ca.Issue(t, "peer0", "peer")
@@ -171,29 +206,105 @@ func TestVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := []byte("envelope payload")
-	sig := leaf.Sign(t, msg)
-	tampered := append([]byte(nil), sig...)
-	tampered[len(tampered)-2] ^= 0x40
-	tests := []struct {
-		name string
-		msg  []byte
-		sig  []byte
-		want error
-	}{
-		{"valid", msg, sig, nil},
-		{"high S", msg, highS(t, sig), crypto.ErrHighS},
-		{"tampered signature", msg, tampered, crypto.ErrBadSignature},
-		{"tampered message", []byte("envelope payloaD"), sig, crypto.ErrBadSignature},
-		{"not DER", msg, []byte("sig"), crypto.ErrMalformedSignature},
+	checkVerify(t, id, leaf)
+}
+
+// TestVerifyThroughKeyTable: a key that verifies often gets a precomputed
+// table and gives exactly the same answers through it.
+func TestVerifyThroughKeyTable(t *testing.T) {
+	ca := msptest.NewCA(t, "Org1MSP")
+	leaf := ca.Issue(t, "client1", "client")
+	id, err := msptest.Manager(t, ca).Deserialize(leaf.Serialize())
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			err := id.Verify(tc.msg, tc.sig)
-			if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
-				t.Fatalf("Verify = %v, want %v", err, tc.want)
+	msg := []byte("m")
+	sig := leaf.Sign(t, msg)
+	for i := 1; i < msp.HotKeyVerifies; i++ {
+		if err := id.Verify(msg, sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if msp.HasKeyTable(id) {
+		t.Fatalf("table built before %d verifications", msp.HotKeyVerifies)
+	}
+	checkVerify(t, id, leaf)
+	if !msp.HasKeyTable(id) {
+		t.Fatalf("no table after %d verifications", msp.HotKeyVerifies)
+	}
+	for range 20 { // fresh signatures use other entries of the table
+		msg := []byte(rand.Text())
+		if err := id.Verify(msg, leaf.Sign(t, msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkVerify(t, id, leaf)
+}
+
+// TestKeyTableBuiltUnderConcurrentVerification: goroutines crossing the
+// threshold together build one table and all keep getting right answers.
+func TestKeyTableBuiltUnderConcurrentVerification(t *testing.T) {
+	ca := msptest.NewCA(t, "Org1MSP")
+	leaf := ca.Issue(t, "client1", "client")
+	id, err := msptest.Manager(t, ca).Deserialize(leaf.Serialize())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("m")
+	sig, bad := leaf.Sign(t, msg), highS(t, leaf.Sign(t, msg))
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			for range msp.HotKeyVerifies / 2 {
+				if err := id.Verify(msg, sig); err != nil {
+					errs <- err
+					return
+				}
+				if err := id.Verify(msg, bad); !errors.Is(err, crypto.ErrHighS) {
+					errs <- fmt.Errorf("Verify(high S) = %v", err)
+					return
+				}
 			}
 		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if !msp.HasKeyTable(id) {
+		t.Fatal("no table after concurrent verifications")
+	}
+}
+
+// TestKeyTablesBoundedPerMSP: an MSP hands out at most MaxKeyTables tables,
+// and identities past the budget keep verifying correctly without one.
+func TestKeyTablesBoundedPerMSP(t *testing.T) {
+	ca := msptest.NewCA(t, "Org1MSP")
+	m := msptest.Manager(t, ca)
+	msg := []byte("m")
+	tables := 0
+	for i := range msp.MaxKeyTables + 3 {
+		leaf := ca.Issue(t, fmt.Sprint("user", i), "client")
+		id, err := m.Deserialize(leaf.Serialize())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig := leaf.Sign(t, msg)
+		for range msp.HotKeyVerifies {
+			if err := id.Verify(msg, sig); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if msp.HasKeyTable(id) {
+			tables++
+		} else if err := id.Verify(msg, highS(t, sig)); !errors.Is(err, crypto.ErrHighS) {
+			t.Fatalf("without a table: Verify(high S) = %v", err)
+		}
+	}
+	if tables != msp.MaxKeyTables {
+		t.Fatalf("%d identities got tables, want %d", tables, msp.MaxKeyTables)
 	}
 }
 

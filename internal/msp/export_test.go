@@ -1,0 +1,10 @@
+package msp
+
+// Test hooks: the precomputed-key-table policy of Identity.Verify.
+const (
+	HotKeyVerifies = hotKeyVerifies
+	MaxKeyTables   = maxKeyTables
+)
+
+// HasKeyTable reports whether id verifies through a precomputed key table.
+func HasKeyTable(id *Identity) bool { return id.table.Load() != nil }
