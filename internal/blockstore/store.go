@@ -60,6 +60,12 @@ type Config struct {
 	// crash) may then lose recently appended blocks; Open still recovers a
 	// consistent prefix.
 	NoSync bool
+	// DeferSync writes appends without fsync; Sync (and starting a new
+	// segment) makes them durable. For a store whose blocks are also held
+	// in a durable log until the owner calls Sync: the orderer's, behind
+	// its raft WAL, which syncs before a raft snapshot lets the WAL drop
+	// them. A crash loses only blocks that log still has.
+	DeferSync bool
 	// NoTxIndex leaves transaction IDs out of the index: appends skip a
 	// LevelDB read and write per envelope, and TxLocation and BlockByTxID
 	// return ErrNoTxIndex. For stores nobody looks transactions up in (the
@@ -285,22 +291,61 @@ func (s *Store) write(rec []byte) (location, error) {
 		}
 		return location{}, fmt.Errorf("write segment %d: %w", seg, err)
 	}
-	if !s.cfg.NoSync {
-		if err := f.Sync(); err != nil {
-			// After a failed fsync the page cache cannot be trusted to match
-			// the disk; Open rereads the file.
-			s.broken = fmt.Errorf("fsync segment %d: %w", seg, err)
-			return location{}, s.broken
+	if !s.cfg.NoSync && !s.cfg.DeferSync {
+		if err := s.syncSegment(f, seg); err != nil {
+			return location{}, err
 		}
 	}
 	return loc, nil
+}
+
+// syncSegment fsyncs segment file f (number seg). Called with wmu held.
+func (s *Store) syncSegment(f *os.File, seg int) error {
+	if err := f.Sync(); err != nil {
+		// After a failed fsync the page cache cannot be trusted to match
+		// the disk; Open rereads the file.
+		s.broken = fmt.Errorf("fsync segment %d: %w", seg, err)
+		return s.broken
+	}
+	return nil
+}
+
+// Sync makes every appended block durable. Only a store opened with
+// DeferSync has anything to do.
+func (s *Store) Sync() error {
+	if s.cfg.NoSync || !s.cfg.DeferSync {
+		return nil
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	if s.broken != nil {
+		return fmt.Errorf("sync: store needs reopening after an earlier failure: %w", s.broken)
+	}
+	s.smu.RLock()
+	seg := len(s.segs) - 1
+	f := s.segs[seg]
+	s.smu.RUnlock()
+	if err := s.syncSegment(f, seg); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	return nil
 }
 
 // roll starts a new segment file.
 func (s *Store) roll() error {
 	s.smu.RLock()
 	next := len(s.segs)
+	last := s.segs[next-1]
 	s.smu.RUnlock()
+	// Sync only ever syncs the last segment: the one closed now goes first.
+	if s.cfg.DeferSync && !s.cfg.NoSync {
+		if err := s.syncSegment(last, next-1); err != nil {
+			return err
+		}
+	}
 	f, err := os.OpenFile(s.segmentPath(next), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("create segment %d: %w", next, err)
@@ -391,7 +436,8 @@ func readBlockAt(f *os.File, loc location, n uint64) (*cb.Block, error) {
 	if len(payload) != int(loc.length) {
 		return nil, fmt.Errorf("%w: segment %d offset %d: record of %d bytes, index says %d", ErrCorrupt, loc.seg, loc.off, len(payload), loc.length)
 	}
-	b, err := block.Unmarshal(payload)
+	// payload is this read's own buffer: the block may keep slices of it.
+	b, err := block.UnmarshalShared(payload)
 	if err != nil {
 		return nil, fmt.Errorf("%w: segment %d offset %d: %v", ErrCorrupt, loc.seg, loc.off, err)
 	}

@@ -882,3 +882,34 @@ func TestNoTxIndex(t *testing.T) {
 		t.Fatalf("index holds %d tx-ID entries after switching the index off, want 0", n)
 	}
 }
+
+// TestDeferSync: a store that syncs on demand keeps every block across
+// segment rolls and a reopen, and refuses Sync once closed.
+func TestDeferSync(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(Config{Dir: dir, MaxFileSize: 2 << 10, DeferSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newChain(t)
+	var blocks []*cb.Block
+	for i := range 12 {
+		b := c.blockData([][]byte{envelope(t, fmt.Sprintf("tx%d", i), 700)})
+		blocks = append(blocks, b)
+		appendAll(t, s, b)
+		if i%5 == 4 {
+			if err := s.Sync(); err != nil {
+				t.Fatalf("Sync: %v", err)
+			}
+		}
+	}
+	checkBlocks(t, s, blocks)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Sync after Close = %v, want ErrClosed", err)
+	}
+	s = openStore(t, Config{Dir: dir, DeferSync: true})
+	checkBlocks(t, s, blocks)
+}

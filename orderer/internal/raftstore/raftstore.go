@@ -1,215 +1,194 @@
-// Package raftstore owns the durable state of one raft node: hard state, log
-// entries and the latest snapshot, kept in a LevelDB database and mirrored in a
-// raft.MemoryStorage that the raft library reads. Writes go to disk first (one
-// atomic batch, synced unless it only moves the commit index) and to memory
-// after, so what raft reads was persisted.
+// Package raftstore owns the durable state of one raft node: hard state and
+// log entries in etcd's segment WAL (go.etcd.io/etcd/server/v3/storage/wal),
+// snapshots in files beside it, all mirrored in a raft.MemoryStorage that the
+// raft library reads. Writes go to disk first and to memory after, so what
+// raft reads was persisted.
+//
+// The WAL writes each entry once, appended to a preallocated segment; the
+// LevelDB store it replaces wrote every entry twice (journal, then table) and
+// spent a follower's CPU on memtables and deletions. A store left by that
+// version is converted on open (see legacy.go).
+//
+// Layout of the directory: wal/ (segments, written by etcd's WAL) and
+// <term>-<index>.snap files, the newest two kept: a snapshot file is written
+// before its WAL record, and a crash between the two leaves the older one in
+// force, whose segments are kept until a newer snapshot is in the WAL.
 //
 // A Store is used by one goroutine that writes (the chain's raft loop); raft
-// reads the embedded MemoryStorage from that same goroutine, and MemoryStorage's
-// own lock makes reads from elsewhere safe.
+// reads the embedded MemoryStorage from that same goroutine, and
+// MemoryStorage's own lock makes reads from elsewhere safe.
 package raftstore
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 
-	"github.com/syndtr/goleveldb/leveldb"
-	"github.com/syndtr/goleveldb/leveldb/opt"
-	"github.com/syndtr/goleveldb/leveldb/util"
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
+	"go.etcd.io/etcd/server/v3/storage/wal"
+	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 )
 
-// formatVersion is written at creation and checked at open, so a later layout
-// change is refused clearly instead of misread.
-const formatVersion = "cairn-raftstore-1"
-
-var (
-	keyVersion   = []byte("version")
-	keyHardState = []byte("hardstate")
-	keySnapshot  = []byte("snapshot")
-	prefixEntry  = []byte("e/")
+const (
+	walDir     = "wal"
+	snapSuffix = ".snap"
+	// keepSnaps snapshot files are kept, with the segments the oldest needs.
+	keepSnaps = 2
 )
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // Store is a raft.Storage whose contents survive restarts.
 type Store struct {
 	*raft.MemoryStorage
-	db    *leveldb.DB
-	write *opt.WriteOptions // synced unless Open's noSync
-	// lazy is for writes raft does not need on disk before it goes on.
-	lazy  *opt.WriteOptions
-	fresh bool
-}
-
-// dbOptions tune LevelDB for what the store holds: log entries of whole
-// blocks (up to megabytes each, of signed and so incompressible data) that
-// are written once, read only at restart, and deleted a few snapshots later.
-// A write buffer of many entries means fewer, larger memtable flushes (an
-// entry deleted before its memtable is flushed is still written once, but
-// compacted away at the first level), and no compression saves the CPU
-// snappy would spend finding nothing to compress.
-func dbOptions() *opt.Options {
-	return &opt.Options{
-		WriteBuffer:            32 << 20,
-		CompactionTableSize:    16 << 20,
-		Compression:            opt.NoCompression,
-		DisableSeeksCompaction: true,
-	}
+	dir    string
+	wal    *wal.WAL
+	noSync bool
+	fresh  bool
 }
 
 // Open opens or creates the store in dir. noSync skips fsync (tests only).
 func Open(dir string, noSync bool) (*Store, error) {
-	db, err := leveldb.OpenFile(dir, dbOptions())
+	s, err := open(dir, noSync)
 	if err != nil {
 		return nil, fmt.Errorf("open raft store %s: %w", dir, err)
 	}
-	s := &Store{MemoryStorage: raft.NewMemoryStorage(), db: db, write: &opt.WriteOptions{Sync: !noSync}, lazy: &opt.WriteOptions{}}
-	if err := s.load(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open raft store %s: %w", dir, err)
-	}
 	return s, nil
+}
+
+func open(dir string, noSync bool) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	s := &Store{MemoryStorage: raft.NewMemoryStorage(), dir: dir, noSync: noSync}
+	wd := filepath.Join(dir, walDir)
+	old, err := readLegacy(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read the LevelDB raft store to convert: %w", err)
+	}
+	if old != nil {
+		// LevelDB files are deleted only after a conversion completed, so a
+		// WAL beside them is from one that did not: start it again.
+		if err := os.RemoveAll(wd); err != nil {
+			return nil, err
+		}
+	}
+	if !wal.Exist(wd) {
+		if err := s.create(wd, old); err != nil {
+			return nil, err
+		}
+	}
+	snap, err := s.newestSnapshot(wd)
+	if err != nil {
+		return nil, err
+	}
+	w, err := wal.Open(zap.NewNop(), wd, walSnapshot(snap))
+	if err != nil {
+		return nil, fmt.Errorf("open wal: %w", err)
+	}
+	_, hs, ents, err := w.ReadAll()
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("read wal: %w", err)
+	}
+	if noSync {
+		w.SetUnsafeNoFsync()
+	}
+	s.wal = w
+	if !raft.IsEmptySnap(snap) {
+		if err := s.MemoryStorage.ApplySnapshot(snap); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("load snapshot: %w", err)
+		}
+	}
+	if len(ents) > 0 {
+		if err := s.MemoryStorage.Append(ents); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("load entries: %w", err)
+		}
+	}
+	if !raft.IsEmptyHardState(hs) {
+		if err := s.MemoryStorage.SetHardState(hs); err != nil {
+			w.Close()
+			return nil, err
+		}
+	}
+	// Fresh means nothing was ever persisted, not merely that the WAL was
+	// created now: a node that crashed right after creating it has still
+	// never been part of its group.
+	s.fresh = raft.IsEmptySnap(snap) && len(ents) == 0 && raft.IsEmptyHardState(hs)
+	return s, nil
+}
+
+// create makes a WAL in wd, empty or holding the converted content of a
+// LevelDB store (old, when not nil), whose files it then deletes.
+func (s *Store) create(wd string, old *legacy) error {
+	w, err := wal.Create(zap.NewNop(), wd, nil)
+	if err != nil {
+		return fmt.Errorf("create wal: %w", err)
+	}
+	if s.noSync {
+		w.SetUnsafeNoFsync()
+	}
+	if old == nil {
+		return w.Close()
+	}
+	s.wal = w
+	if !raft.IsEmptySnap(old.snap) {
+		if err := s.saveSnapshot(old.snap); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	if err := w.Save(old.hs, old.ents); err != nil {
+		w.Close()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	s.wal = nil
+	return old.remove()
 }
 
 // Fresh reports whether the store held nothing when opened: the node has never
 // run and must bootstrap its group.
 func (s *Store) Fresh() bool { return s.fresh }
 
-// Close releases the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close syncs and releases the WAL.
+func (s *Store) Close() error { return s.wal.Close() }
 
-func (s *Store) load() error {
-	v, err := s.db.Get(keyVersion, nil)
-	switch {
-	case errors.Is(err, leveldb.ErrNotFound):
-		s.fresh = true
-		return s.db.Put(keyVersion, []byte(formatVersion), s.write)
-	case err != nil:
-		return err
-	case string(v) != formatVersion:
-		return fmt.Errorf("unsupported format %q (want %q)", v, formatVersion)
-	}
-
-	var snapIndex uint64
-	if raw, err := s.db.Get(keySnapshot, nil); err == nil {
-		snap := &pb.Snapshot{}
-		if err := proto.Unmarshal(raw, snap); err != nil {
-			return fmt.Errorf("decode snapshot: %w", err)
-		}
-		if err := s.MemoryStorage.ApplySnapshot(snap); err != nil {
-			return fmt.Errorf("load snapshot: %w", err)
-		}
-		snapIndex = snap.GetMetadata().GetIndex()
-	} else if !errors.Is(err, leveldb.ErrNotFound) {
-		return err
-	}
-
-	it := s.db.NewIterator(util.BytesPrefix(prefixEntry), nil)
-	var ents []*pb.Entry
-	for it.Next() {
-		e := &pb.Entry{}
-		if err := proto.Unmarshal(it.Value(), e); err != nil {
-			it.Release()
-			return fmt.Errorf("decode entry %x: %w", it.Key(), err)
-		}
-		if e.GetIndex() > snapIndex {
-			ents = append(ents, e)
-		}
-	}
-	it.Release()
-	if err := it.Error(); err != nil {
-		return err
-	}
-	if len(ents) > 0 {
-		if err := s.MemoryStorage.Append(ents); err != nil {
-			return fmt.Errorf("load entries: %w", err)
-		}
-	}
-
-	if raw, err := s.db.Get(keyHardState, nil); err == nil {
-		hs := &pb.HardState{}
-		if err := proto.Unmarshal(raw, hs); err != nil {
-			return fmt.Errorf("decode hard state: %w", err)
-		}
-		if err := s.MemoryStorage.SetHardState(hs); err != nil {
-			return err
-		}
-	} else if !errors.Is(err, leveldb.ErrNotFound) {
-		return err
-	}
-	return nil
-}
-
-func entryKey(i uint64) []byte {
-	k := make([]byte, len(prefixEntry)+8)
-	copy(k, prefixEntry)
-	binary.BigEndian.PutUint64(k[len(prefixEntry):], i)
-	return k
-}
-
-// Save persists what a raft Ready asks to persist — snapshot, then entries, then
-// hard state — in one atomic batch, then makes it visible to raft. The batch
-// is synced when raft needs it on disk (raft.MustSync: entries, a snapshot, or
-// a new term or vote); a hard state that only moves the commit index is
-// written without fsync, as etcd does: a commit index lost in a machine crash
-// is learned again from the leader, and the next synced write makes it
-// durable anyway.
+// Save persists what a raft Ready asks to persist — snapshot, then entries
+// and hard state — and then makes it visible to raft. The WAL syncs when raft
+// needs it on disk (raft.MustSync: entries, a new term or vote); a hard state
+// that only moves the commit index is written without fsync, as etcd does: a
+// commit index lost in a machine crash is learned again from the leader.
+// Entries that replace a tail of the log (a new leader's) are appended; the
+// WAL keeps the newest entry of each index when read back.
 func (s *Store) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) error {
-	prev, _, err := s.MemoryStorage.InitialState()
-	if err != nil {
-		return err
-	}
-	batch := new(leveldb.Batch)
 	hasSnap := snap != nil && !raft.IsEmptySnap(snap)
 	if hasSnap {
-		raw, err := proto.Marshal(snap)
-		if err != nil {
-			return fmt.Errorf("encode snapshot: %w", err)
-		}
-		batch.Put(keySnapshot, raw)
-		// A received snapshot replaces the whole log.
-		s.deleteEntries(batch, 0, ^uint64(0))
-	}
-	if len(ents) > 0 {
-		last, err := s.MemoryStorage.LastIndex()
-		if err != nil {
+		if err := s.saveSnapshot(snap); err != nil {
 			return err
 		}
-		newLast := ents[len(ents)-1].GetIndex()
-		for _, e := range ents {
-			raw, err := proto.Marshal(e)
-			if err != nil {
-				return fmt.Errorf("encode entry %d: %w", e.GetIndex(), err)
-			}
-			batch.Put(entryKey(e.GetIndex()), raw)
-		}
-		// Entries past the new tail were overwritten by a new leader's log.
-		if last > newLast {
-			s.deleteEntries(batch, newLast+1, last)
-		}
 	}
-	if hs != nil && !raft.IsEmptyHardState(hs) {
-		raw, err := proto.Marshal(hs)
-		if err != nil {
-			return fmt.Errorf("encode hard state: %w", err)
-		}
-		batch.Put(keyHardState, raw)
-	}
-	if batch.Len() == 0 {
-		return nil
-	}
-	write := s.write
-	if !hasSnap && !raft.MustSync(hs, prev, len(ents)) {
-		write = s.lazy
-	}
-	if err := s.db.Write(batch, write); err != nil {
+	if err := s.wal.Save(hs, ents); err != nil {
 		return fmt.Errorf("persist raft state: %w", err)
 	}
 	if hasSnap {
 		if err := s.MemoryStorage.ApplySnapshot(snap); err != nil {
 			return fmt.Errorf("apply snapshot: %w", err)
+		}
+		if err := s.release(); err != nil {
+			return err
 		}
 	}
 	if len(ents) > 0 {
@@ -225,49 +204,31 @@ func (s *Store) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) erro
 	return nil
 }
 
-func (s *Store) deleteEntries(batch *leveldb.Batch, from, to uint64) {
-	it := s.db.NewIterator(&util.Range{Start: entryKey(from), Limit: append(entryKey(to), 0)}, nil)
-	defer it.Release()
-	for it.Next() {
-		batch.Delete(append([]byte(nil), it.Key()...))
-	}
-}
-
 // TakeSnapshot records a snapshot at applied index i carrying data (the chain
-// stores the last block) and compacts the log, keeping up to keep entries before i
-// so slightly lagging followers catch up from the log instead of the snapshot.
+// stores the last block) and compacts the log in memory, keeping up to keep
+// entries before i so slightly lagging followers catch up from the log
+// instead of the snapshot. WAL segments older than the oldest kept snapshot
+// are deleted.
 func (s *Store) TakeSnapshot(i uint64, cs *pb.ConfState, data []byte, keep uint64) error {
 	snap, err := s.MemoryStorage.CreateSnapshot(i, cs, data)
 	if err != nil {
 		return fmt.Errorf("create snapshot at %d: %w", i, err)
 	}
-	raw, err := proto.Marshal(snap)
-	if err != nil {
-		return fmt.Errorf("encode snapshot: %w", err)
+	if err := s.saveSnapshot(snap); err != nil {
+		return err
 	}
-	compact := uint64(0)
 	if i > keep {
-		compact = i - keep
-	}
-	batch := new(leveldb.Batch)
-	batch.Put(keySnapshot, raw)
-	if compact > 0 {
-		s.deleteEntries(batch, 0, compact)
-	}
-	if err := s.db.Write(batch, s.write); err != nil {
-		return fmt.Errorf("persist snapshot at %d: %w", i, err)
-	}
-	if compact > 0 {
-		if err := s.MemoryStorage.Compact(compact); err != nil && !errors.Is(err, raft.ErrCompacted) {
-			return fmt.Errorf("compact log to %d: %w", compact, err)
+		if err := s.MemoryStorage.Compact(i - keep); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			return fmt.Errorf("compact log to %d: %w", i-keep, err)
 		}
 	}
-	return nil
+	return s.release()
 }
 
-// Compact drops the log entries up to index i, which must not pass the stored
-// snapshot (entries after the snapshot are needed to restart). The leader uses
-// it to make raft send a snapshot to a follower that lost its log.
+// Compact drops the log entries up to index i from memory; i must not pass the
+// stored snapshot (a restart loads the log from the snapshot on, so the WAL
+// needs no change). The leader uses it to make raft send a snapshot to a
+// follower that lost its log.
 func (s *Store) Compact(i uint64) error {
 	snap, err := s.MemoryStorage.Snapshot()
 	if err != nil {
@@ -276,20 +237,215 @@ func (s *Store) Compact(i uint64) error {
 	if si := snap.GetMetadata().GetIndex(); i > si {
 		return fmt.Errorf("compact to %d: past the snapshot at %d", i, si)
 	}
-	first, err := s.MemoryStorage.FirstIndex()
-	if err != nil {
-		return err
-	}
-	if i < first {
-		return nil
-	}
-	batch := new(leveldb.Batch)
-	s.deleteEntries(batch, 0, i)
-	if err := s.db.Write(batch, s.write); err != nil {
-		return fmt.Errorf("compact log to %d: %w", i, err)
-	}
 	if err := s.MemoryStorage.Compact(i); err != nil && !errors.Is(err, raft.ErrCompacted) {
 		return fmt.Errorf("compact log to %d: %w", i, err)
 	}
 	return nil
+}
+
+// saveSnapshot writes snap to its file, then its record to the WAL (which
+// syncs), in that order: a WAL record always has its file.
+func (s *Store) saveSnapshot(snap *pb.Snapshot) error {
+	raw, err := proto.Marshal(snap)
+	if err != nil {
+		return fmt.Errorf("encode snapshot: %w", err)
+	}
+	md := snap.GetMetadata()
+	buf := crc32.New(crcTable)
+	buf.Write(raw)
+	body := append(buf.Sum(nil), raw...)
+	name := filepath.Join(s.dir, snapName(md.GetTerm(), md.GetIndex()))
+	if err := writeFileSync(name, body, !s.noSync); err != nil {
+		return fmt.Errorf("write snapshot %d: %w", md.GetIndex(), err)
+	}
+	if err := s.wal.SaveSnapshot(walSnapshot(snap)); err != nil {
+		return fmt.Errorf("record snapshot %d in the wal: %w", md.GetIndex(), err)
+	}
+	return nil
+}
+
+// release deletes snapshot files beyond the newest keepSnaps and the WAL
+// segments only older snapshots needed.
+func (s *Store) release() error {
+	snaps, err := s.snapFiles()
+	if err != nil {
+		return err
+	}
+	if len(snaps) > keepSnaps {
+		for _, f := range snaps[keepSnaps:] {
+			if err := os.Remove(filepath.Join(s.dir, f.name)); err != nil {
+				return fmt.Errorf("remove old snapshot: %w", err)
+			}
+		}
+		snaps = snaps[:keepSnaps]
+	}
+	if err := s.wal.ReleaseLockTo(snaps[len(snaps)-1].index); err != nil {
+		return fmt.Errorf("release wal segments: %w", err)
+	}
+	return purgeSegments(filepath.Join(s.dir, walDir))
+}
+
+// purgeSegments deletes the WAL segments the WAL no longer holds locked,
+// oldest first, as etcd's own purge does; the newest segment always stays.
+func purgeSegments(wd string) error {
+	entries, err := os.ReadDir(wd)
+	if err != nil {
+		return err
+	}
+	var segs []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".wal") {
+			segs = append(segs, e.Name())
+		}
+	}
+	slices.Sort(segs) // names are <seq>-<index>.wal in fixed-width hex
+	for _, name := range segs[:max(0, len(segs)-1)] {
+		path := filepath.Join(wd, name)
+		l, err := fileutil.TryLockFile(path, os.O_WRONLY, fileutil.PrivateFileMode)
+		if err != nil {
+			return nil // still held by the WAL, as are all newer ones
+		}
+		err = os.Remove(path)
+		l.Close()
+		if err != nil {
+			return fmt.Errorf("remove wal segment: %w", err)
+		}
+	}
+	return nil
+}
+
+type snapFile struct {
+	name        string
+	term, index uint64
+}
+
+func snapName(term, index uint64) string {
+	return fmt.Sprintf("%016x-%016x%s", term, index, snapSuffix)
+}
+
+// snapFiles lists the snapshot files, newest (highest index) first.
+func (s *Store) snapFiles() ([]snapFile, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []snapFile
+	for _, e := range entries {
+		var f snapFile
+		if _, err := fmt.Sscanf(e.Name(), "%016x-%016x"+snapSuffix, &f.term, &f.index); err != nil || snapName(f.term, f.index) != e.Name() {
+			continue
+		}
+		f.name = e.Name()
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b snapFile) int {
+		if a.index != b.index {
+			return cmpUint(b.index, a.index)
+		}
+		return cmpUint(b.term, a.term)
+	})
+	return out, nil
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// newestSnapshot returns the newest snapshot whose file is intact and whose
+// record the WAL holds as valid (at or below its committed index), or an
+// empty snapshot when there is none yet.
+func (s *Store) newestSnapshot(wd string) (*pb.Snapshot, error) {
+	valid, err := wal.ValidSnapshotEntries(zap.NewNop(), wd)
+	if err != nil {
+		return nil, fmt.Errorf("read wal snapshot records: %w", err)
+	}
+	files, err := s.snapFiles()
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		if !slices.ContainsFunc(valid, func(w *walpb.Snapshot) bool {
+			return w.GetIndex() == f.index && w.GetTerm() == f.term
+		}) {
+			continue
+		}
+		snap, err := readSnapshot(filepath.Join(s.dir, f.name))
+		if err != nil {
+			continue // torn or damaged: an older one is still in force
+		}
+		return snap, nil
+	}
+	return &pb.Snapshot{}, nil
+}
+
+func readSnapshot(path string) (*pb.Snapshot, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < 4 {
+		return nil, errors.New("snapshot file too short")
+	}
+	sum, raw := b[:4], b[4:]
+	h := crc32.New(crcTable)
+	h.Write(raw)
+	if string(h.Sum(nil)) != string(sum) {
+		return nil, errors.New("snapshot file checksum mismatch")
+	}
+	snap := &pb.Snapshot{}
+	if err := proto.Unmarshal(raw, snap); err != nil {
+		return nil, fmt.Errorf("decode snapshot: %w", err)
+	}
+	return snap, nil
+}
+
+// walSnapshot is the WAL's record of snap (index 0 for none).
+func walSnapshot(snap *pb.Snapshot) *walpb.Snapshot {
+	md := snap.GetMetadata()
+	w := &walpb.Snapshot{Index: new(md.GetIndex()), Term: new(md.GetTerm())}
+	if md.GetIndex() > 0 {
+		w.ConfState = md.GetConfState()
+	}
+	return w
+}
+
+// writeFileSync writes b to path through a temporary file renamed into
+// place, syncing file and directory when sync is set.
+func writeFileSync(path string, b []byte, sync bool) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if !sync {
+		return nil
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

@@ -253,7 +253,9 @@ func (r *Registrar) Stop() {
 // raft chain, the follower's block pulling, or onboarding first.
 func (r *Registrar) open(id string) (*Channel, error) {
 	dir := filepath.Join(r.channelsDir(), id)
-	store, err := blockstore.Open(blockstore.Config{Dir: filepath.Join(dir, "blocks"), NoSync: r.cfg.NoSync, NoTxIndex: true}) // Deliver never looks up tx IDs
+	// Deliver never looks up tx IDs; the raft WAL keeps each block durable
+	// until the chain syncs the store before a snapshot.
+	store, err := blockstore.Open(blockstore.Config{Dir: filepath.Join(dir, "blocks"), NoSync: r.cfg.NoSync, DeferSync: true, NoTxIndex: true})
 	if err != nil {
 		return nil, fmt.Errorf("channel %s: %w", id, err)
 	}
