@@ -25,6 +25,7 @@ import (
 	pb "github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-ledger/cairn/internal/comm"
 	"github.com/cairn-ledger/cairn/internal/crypto"
@@ -120,10 +121,11 @@ type run struct {
 	signer *crypto.SigningIdentity
 	data   *pb.Transaction
 
-	// pool holds the pre-signed envelopes; next hands them out.
-	pool  []*cb.Envelope
-	bySig map[string]int // signature -> index into pool
-	next  atomic.Int64
+	// pool holds the pre-signed envelopes, encoded; next hands them out.
+	pool     []encoded
+	bySig    map[sigKey]int32 // signature -> index into pool
+	envBytes int              // payload + signature bytes of an envelope
+	next     atomic.Int64
 	// sentAt[i] is when pool[i] was sent, in ns since began; 0 if not sent.
 	sentAt []atomic.Int64
 	// live are envelopes signed during the run, by signature.
@@ -203,6 +205,7 @@ func Orderer(ctx context.Context, cfg OrdererConfig) (*OrdererResult, error) {
 	}
 	presignTime := time.Since(presignStart)
 	fmt.Fprintf(cfg.Progress, "» pre-signed in %.1fs\n", presignTime.Seconds())
+	defer boundGarbage()()
 
 	conns := make([]*grpc.ClientConn, len(cfg.Orderers))
 	for i, addr := range cfg.Orderers {
@@ -272,9 +275,7 @@ func Orderer(ctx context.Context, cfg OrdererConfig) (*OrdererResult, error) {
 		Presigned: len(r.pool), PresignSeconds: presignTime.Seconds(), SignedLive: r.signedLive.Load(),
 		Orderers: len(cfg.Orderers), Clients: cfg.Clients, Blocks: r.blocks,
 	}
-	if len(r.pool) > 0 {
-		res.EnvelopeBytes = len(r.pool[0].Payload) + len(r.pool[0].Signature)
-	}
+	res.EnvelopeBytes = r.envBytes
 	res.TPS = float64(r.inWindow) / elapsed.Seconds()
 	if end, ok := <-cpuEnd; ok && cpuOK && len(cfg.PIDs) > 0 && r.inWindow > 0 {
 		res.CPUPerEnvelopeUs = float64((end-cpuStart)/time.Microsecond) / float64(r.inWindow)
@@ -290,29 +291,51 @@ func Orderer(ctx context.Context, cfg OrdererConfig) (*OrdererResult, error) {
 
 // presign fills the pool with n signed envelopes, using every core.
 func (r *run) presign(ctx context.Context, n int) error {
-	r.pool = make([]*cb.Envelope, n)
+	r.pool = make([]encoded, n)
 	r.sentAt = make([]atomic.Int64, n)
-	err := onEveryCore(ctx, n, func(i int) (err error) {
-		r.pool[i], err = r.sign()
+	err := onEveryCore(ctx, n, func(i int) error {
+		env, err := r.sign()
+		if err != nil {
+			return err
+		}
+		raw, err := proto.Marshal(env)
+		r.pool[i] = raw
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("pre-sign envelopes: %w", err)
 	}
-	r.bySig = make(map[string]int, n)
-	for i, env := range r.pool {
-		r.bySig[string(env.Signature)] = i
+	r.bySig = make(map[sigKey]int32, n)
+	for i, raw := range r.pool {
+		sig := envelopeSignature(raw)
+		if _, dup := r.bySig[keyOf(sig)]; dup {
+			return fmt.Errorf("pre-sign envelopes: two signatures end alike (%x)", sig)
+		}
+		r.bySig[keyOf(sig)] = int32(i)
+	}
+	if n > 0 {
+		r.envBytes = len(r.pool[0]) - wireOverhead(r.pool[0])
 	}
 	return nil
+}
+
+// wireOverhead is the bytes of raw (an encoded envelope) that are neither
+// payload nor signature: field tags and lengths.
+func wireOverhead(raw []byte) int {
+	env := &cb.Envelope{}
+	if proto.Unmarshal(raw, env) != nil {
+		return 0
+	}
+	return len(raw) - len(env.Payload) - len(env.Signature)
 }
 
 func (r *run) sign() (*cb.Envelope, error) {
 	return envelope.NewSignedEnvelope(cb.HeaderType_ENDORSER_TRANSACTION, r.cfg.Channel, r.signer, r.data)
 }
 
-// take returns the next envelope to send and records its send time: from the
-// pool while it lasts, else freshly signed.
-func (r *run) take() (*cb.Envelope, func(), error) {
+// take returns the next envelope to send, encoded, and records its send
+// time: from the pool while it lasts, else freshly signed.
+func (r *run) take() (encoded, func(), error) {
 	if i := int(r.next.Add(1) - 1); i < len(r.pool) {
 		return r.pool[i], func() { r.sentAt[i].Store(int64(time.Since(r.began)) | 1) }, nil
 	}
@@ -320,8 +343,12 @@ func (r *run) take() (*cb.Envelope, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	raw, err := proto.Marshal(env)
+	if err != nil {
+		return nil, nil, err
+	}
 	r.signedLive.Add(1)
-	return env, func() {
+	return raw, func() {
 		r.liveMu.Lock()
 		r.live[string(env.Signature)] = int64(time.Since(r.began)) | 1
 		r.liveMu.Unlock()
@@ -343,7 +370,7 @@ func (r *run) onBlock(b *cb.Block) {
 	for _, raw := range b.GetData().GetData() {
 		sig := envelopeSignature(raw)
 		var at int64
-		if i, ok := r.bySig[string(sig)]; ok {
+		if i, ok := r.bySig[keyOf(sig)]; ok && len(sig) > 0 {
 			at = r.sentAt[i].Swap(0)
 		} else if r.signedLive.Load() > 0 {
 			r.liveMu.Lock()
@@ -400,7 +427,7 @@ func envelopeSignature(raw []byte) []byte {
 func (r *run) broadcastLoop(ctx context.Context, conn *grpc.ClientConn) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := ab.NewAtomicBroadcastClient(conn).Broadcast(sctx)
+	stream, err := ab.NewAtomicBroadcastClient(conn).Broadcast(sctx, grpc.ForceCodecV2(newPassCodec()))
 	if err != nil {
 		return err
 	}
@@ -435,7 +462,7 @@ func (r *run) broadcastLoop(ctx context.Context, conn *grpc.ClientConn) error {
 			break
 		}
 		markSent()
-		if err := stream.Send(env); err != nil {
+		if err := stream.SendMsg(env); err != nil {
 			sendErr = err
 			break
 		}

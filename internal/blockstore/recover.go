@@ -17,6 +17,7 @@ import (
 	"github.com/syndtr/goleveldb/leveldb/util"
 
 	"github.com/cairn-ledger/cairn/internal/block"
+	"github.com/cairn-ledger/cairn/internal/fsutil"
 )
 
 // On-disk layout of Dir:
@@ -65,7 +66,7 @@ func (s *Store) open() error {
 			return fmt.Errorf("create segment 0: %w", err)
 		}
 		s.segs = append(s.segs, f)
-		if err := syncDir(dir); err != nil {
+		if err := fsutil.SyncDir(dir); err != nil {
 			return err
 		}
 	}
@@ -104,7 +105,7 @@ func checkVersion(dir string) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("install %s: %w", path, err)
 	}
-	return syncDir(dir)
+	return fsutil.SyncDir(dir)
 }
 
 func writeFileSync(path string, data []byte) error {
@@ -414,7 +415,7 @@ func (s *Store) truncateTail(seg int, off, size int64, rerr error) error {
 		}
 		s.segs = s.segs[:i]
 	}
-	return syncDir(s.cfg.Dir)
+	return fsutil.SyncDir(s.cfg.Dir)
 }
 
 func (s *Store) indexedHeight() (uint64, error) {

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-ledger/cairn/internal/block"
+	"github.com/cairn-ledger/cairn/internal/fsutil"
 )
 
 // DefaultMaxFileSize is the segment size used when Config.MaxFileSize is 0.
@@ -351,7 +352,7 @@ func (s *Store) roll() error {
 		return fmt.Errorf("create segment %d: %w", next, err)
 	}
 	if !s.cfg.NoSync {
-		if err := syncDir(s.cfg.Dir); err != nil {
+		if err := fsutil.SyncDir(s.cfg.Dir); err != nil {
 			_ = f.Close()
 			return fmt.Errorf("create segment %d: %w", next, err)
 		}
@@ -573,16 +574,4 @@ func (s *Store) indexTxIDs(batch *leveldb.Batch, pending map[string]struct{}, b 
 
 func (s *Store) segmentPath(i int) string {
 	return filepath.Join(s.cfg.Dir, segmentName(i))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	return nil
 }

@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cairn-ledger/cairn/internal/fsutil"
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
@@ -255,7 +256,7 @@ func (s *Store) saveSnapshot(snap *pb.Snapshot) error {
 	buf.Write(raw)
 	body := append(buf.Sum(nil), raw...)
 	name := filepath.Join(s.dir, snapName(md.GetTerm(), md.GetIndex()))
-	if err := writeFileSync(name, body, !s.noSync); err != nil {
+	if err := fsutil.WriteFileAtomic(name, body, 0o600, !s.noSync); err != nil {
 		return fmt.Errorf("write snapshot %d: %w", md.GetIndex(), err)
 	}
 	if err := s.wal.SaveSnapshot(walSnapshot(snap)); err != nil {
@@ -413,39 +414,4 @@ func walSnapshot(snap *pb.Snapshot) *walpb.Snapshot {
 		w.ConfState = md.GetConfState()
 	}
 	return w
-}
-
-// writeFileSync writes b to path through a temporary file renamed into
-// place, syncing file and directory when sync is set.
-func writeFileSync(path string, b []byte, sync bool) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if sync {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if !sync {
-		return nil
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -52,6 +52,7 @@ import (
 	"github.com/cairn-ledger/cairn/internal/channelconfig"
 	"github.com/cairn-ledger/cairn/internal/configtx"
 	"github.com/cairn-ledger/cairn/internal/envelope"
+	"github.com/cairn-ledger/cairn/internal/fsutil"
 	"github.com/cairn-ledger/cairn/internal/policy"
 	"github.com/cairn-ledger/cairn/orderer/internal/blocksign"
 	"github.com/cairn-ledger/cairn/orderer/internal/broadcast"
@@ -741,7 +742,7 @@ func (r *Registrar) Join(_ context.Context, b *cb.Block) (participation.ChannelI
 		err = store.Append(b)
 	} else {
 		// Onboarding: the blocks before the join block come from other orderers.
-		err = writeFileSync(filepath.Join(tmp, joinBlockFile), mustMarshalBlock(b))
+		err = fsutil.WriteFileAtomic(filepath.Join(tmp, joinBlockFile), mustMarshalBlock(b), 0o640, true)
 	}
 	if cerr := store.Close(); err == nil {
 		err = cerr
@@ -773,22 +774,6 @@ func mustMarshalBlock(b *cb.Block) []byte {
 		panic(fmt.Sprintf("registrar: encode a decoded block: %v", err))
 	}
 	return raw
-}
-
-func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // Remove stops a channel and deletes its data.
