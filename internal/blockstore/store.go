@@ -148,7 +148,13 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	close(s.done)
-	return s.closeFilesLocked()
+	var serr error
+	if s.cfg.DeferSync && !s.cfg.NoSync && s.broken == nil && len(s.segs) > 0 {
+		if err := s.segs[len(s.segs)-1].Sync(); err != nil {
+			serr = fmt.Errorf("close: sync last segment: %w", err)
+		}
+	}
+	return errors.Join(serr, s.closeFilesLocked())
 }
 
 func (s *Store) closeFiles() {

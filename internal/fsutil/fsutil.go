@@ -11,10 +11,16 @@ import (
 
 // WriteFileAtomic replaces path with data: readers see the old content or
 // the new, never a part. With sync, the content and the rename are on disk
-// when it returns; without (tests), only atomicity holds.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode, sync bool) (err error) {
-	dir, name := filepath.Split(path)
-	f, err := os.CreateTemp(dir, "."+name+".tmp*")
+// when it returns; without (tests), only atomicity holds. The data is first
+// written to a temporary file in the same directory named by tempPattern
+// (os.CreateTemp's pattern; "" means ".NAME.tmp*"), which a store that
+// cleans up after crashes can recognise.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode, sync bool, tempPattern string) (err error) {
+	dir, name := filepath.Dir(path), filepath.Base(path)
+	if tempPattern == "" {
+		tempPattern = "." + name + ".tmp*"
+	}
+	f, err := os.CreateTemp(dir, tempPattern)
 	if err != nil {
 		return fmt.Errorf("create temporary file for %s: %w", name, err)
 	}
@@ -45,7 +51,7 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode, sync bool) (err
 	if !sync {
 		return nil
 	}
-	return SyncDir(filepath.Clean(dir))
+	return SyncDir(dir)
 }
 
 // SyncDir makes the creations, renames and removals in dir durable.

@@ -11,7 +11,7 @@ func TestWriteFileAtomic(t *testing.T) {
 	path := filepath.Join(dir, "state")
 	for _, sync := range []bool{true, false} {
 		for _, content := range []string{"first", "second, longer", ""} {
-			if err := WriteFileAtomic(path, []byte(content), 0o600, sync); err != nil {
+			if err := WriteFileAtomic(path, []byte(content), 0o600, sync, ""); err != nil {
 				t.Fatal(err)
 			}
 			got, err := os.ReadFile(path)
@@ -29,7 +29,7 @@ func TestWriteFileAtomic(t *testing.T) {
 		t.Fatalf("directory holds %v (%v), want only the file", entries, err)
 	}
 	// A write into a missing directory fails and creates nothing.
-	if err := WriteFileAtomic(filepath.Join(dir, "missing", "f"), []byte("x"), 0o600, true); err == nil {
+	if err := WriteFileAtomic(filepath.Join(dir, "missing", "f"), []byte("x"), 0o600, true, ".f-*"); err == nil {
 		t.Fatal("write into a missing directory succeeded")
 	}
 	if err := SyncDir(filepath.Join(dir, "missing")); err == nil {

@@ -199,25 +199,27 @@ func checkVerify(t *testing.T, id *msp.Identity, leaf *msptest.Leaf) {
 	}
 }
 
-func TestVerify(t *testing.T) {
+// newIdentity issues a leaf of a fresh Org1MSP CA and deserialises it.
+func newIdentity(t *testing.T, name, ou string) (*msp.Identity, *msptest.Leaf) {
+	t.Helper()
 	ca := msptest.NewCA(t, "Org1MSP")
-	leaf := ca.Issue(t, "peer0", "peer")
+	leaf := ca.Issue(t, name, ou)
 	id, err := msptest.Manager(t, ca).Deserialize(leaf.Serialize())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return id, leaf
+}
+
+func TestVerify(t *testing.T) {
+	id, leaf := newIdentity(t, "peer0", "peer")
 	checkVerify(t, id, leaf)
 }
 
 // TestVerifyThroughKeyTable: a key that verifies often gets a precomputed
 // table and gives exactly the same answers through it.
 func TestVerifyThroughKeyTable(t *testing.T) {
-	ca := msptest.NewCA(t, "Org1MSP")
-	leaf := ca.Issue(t, "client1", "client")
-	id, err := msptest.Manager(t, ca).Deserialize(leaf.Serialize())
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, leaf := newIdentity(t, "client1", "client")
 	msg := []byte("m")
 	sig := leaf.Sign(t, msg)
 	for i := 1; i < msp.HotKeyVerifies; i++ {
@@ -244,12 +246,7 @@ func TestVerifyThroughKeyTable(t *testing.T) {
 // TestKeyTableBuiltUnderConcurrentVerification: goroutines crossing the
 // threshold together build one table and all keep getting right answers.
 func TestKeyTableBuiltUnderConcurrentVerification(t *testing.T) {
-	ca := msptest.NewCA(t, "Org1MSP")
-	leaf := ca.Issue(t, "client1", "client")
-	id, err := msptest.Manager(t, ca).Deserialize(leaf.Serialize())
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, leaf := newIdentity(t, "client1", "client")
 	msg := []byte("m")
 	sig, bad := leaf.Sign(t, msg), highS(t, leaf.Sign(t, msg))
 	var wg sync.WaitGroup

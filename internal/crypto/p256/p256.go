@@ -28,7 +28,7 @@ import (
 // windowBits is the width of a scalar window. Six bits make 43 additions per
 // verification for the key's half, with a table of 43×63 points (≈260 KB,
 // built in ≈1.2 ms); wider windows cost more to build and miss the cache.
-const windowBits = 7
+const windowBits = 6
 
 const (
 	windows    = (256 + windowBits - 1) / windowBits

@@ -919,6 +919,12 @@ func (c *Chain) handleReady(ctx context.Context) error {
 			if err := c.catchUp(ctx, rd.Snapshot); err != nil {
 				return err
 			}
+			// Saving the snapshot lets the raft store drop older log
+			// segments: the blocks they carried must be on disk first.
+			c.flushWrites()
+			if err := c.cfg.Store.Sync(); err != nil {
+				return fmt.Errorf("chain %s: sync block store before a snapshot: %w", c.cfg.ChannelID, err)
+			}
 		}
 		// The leader sends before it persists (raft thesis 10.2.1): followers
 		// write the entries while it does. Not when this Ready changes its

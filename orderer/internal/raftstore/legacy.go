@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/cairn-ledger/cairn/internal/fsutil"
 	"github.com/syndtr/goleveldb/leveldb"
 	"github.com/syndtr/goleveldb/leveldb/util"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -45,7 +47,7 @@ func readLegacy(dir string) (*legacy, error) {
 	}
 	l := &legacy{snap: &pb.Snapshot{}, hs: &pb.HardState{}, dir: dir}
 	for _, e := range entries {
-		if e.Type().IsRegular() {
+		if e.Type().IsRegular() && isLevelDBFile(e.Name()) {
 			l.files = append(l.files, e.Name())
 		}
 	}
@@ -94,8 +96,28 @@ func getProto(db *leveldb.DB, key []byte, m proto.Message) error {
 	return proto.Unmarshal(raw, m)
 }
 
-// remove deletes the converted LevelDB files.
+// isLevelDBFile reports whether name is one of goleveldb's files (and so
+// not a snapshot or WAL file of a conversion that ran before).
+func isLevelDBFile(name string) bool {
+	switch {
+	case name == "CURRENT", name == "LOCK", name == "LOG", name == "LOG.old",
+		strings.HasPrefix(name, "CURRENT."), strings.HasPrefix(name, "MANIFEST-"):
+		return true
+	}
+	ext := filepath.Ext(name)
+	return (ext == ".log" || ext == ".ldb" || ext == ".sst" || ext == ".tmp") && strings.Trim(strings.TrimSuffix(name, ext), "0123456789") == ""
+}
+
+// remove deletes the converted LevelDB files: CURRENT first, durably, so that
+// a crash part way leaves no store LevelDB would open (and no conversion to
+// repeat), only files nothing reads.
 func (l *legacy) remove() error {
+	if err := os.Remove(filepath.Join(l.dir, "CURRENT")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove converted LevelDB store: %w", err)
+	}
+	if err := fsutil.SyncDir(l.dir); err != nil {
+		return err
+	}
 	for _, f := range l.files {
 		if err := os.Remove(filepath.Join(l.dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove converted LevelDB file: %w", err)

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -54,6 +55,9 @@ type Store struct {
 	wal    *wal.WAL
 	noSync bool
 	fresh  bool
+	// recorded are the snapshots whose files and WAL records this store
+	// wrote or loaded, newest first; release keeps keepSnaps of them.
+	recorded []snapFile
 }
 
 // Open opens or creates the store in dir. noSync skips fsync (tests only).
@@ -91,14 +95,9 @@ func open(dir string, noSync bool) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := wal.Open(zap.NewNop(), wd, walSnapshot(snap))
+	w, hs, ents, err := readWAL(wd, walSnapshot(snap))
 	if err != nil {
-		return nil, fmt.Errorf("open wal: %w", err)
-	}
-	_, hs, ents, err := w.ReadAll()
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("read wal: %w", err)
+		return nil, err
 	}
 	if noSync {
 		w.SetUnsafeNoFsync()
@@ -122,11 +121,37 @@ func open(dir string, noSync bool) (*Store, error) {
 			return nil, err
 		}
 	}
+	if !raft.IsEmptySnap(snap) {
+		md := snap.GetMetadata()
+		s.recorded = []snapFile{{name: snapName(md.GetTerm(), md.GetIndex()), term: md.GetTerm(), index: md.GetIndex()}}
+	}
 	// Fresh means nothing was ever persisted, not merely that the WAL was
 	// created now: a node that crashed right after creating it has still
 	// never been part of its group.
 	s.fresh = raft.IsEmptySnap(snap) && len(ents) == 0 && raft.IsEmptyHardState(hs)
 	return s, nil
+}
+
+// readWAL opens the WAL in wd from snapshot snap and reads it. A record torn
+// by a crash at the tail is cut off (etcd's wal.Repair) and the read done
+// again, as etcd does: the record was never synced, so raft never counted
+// on it.
+func readWAL(wd string, snap *walpb.Snapshot) (*wal.WAL, *pb.HardState, []*pb.Entry, error) {
+	lg := zap.NewNop()
+	for repaired := false; ; repaired = true {
+		w, err := wal.Open(lg, wd, snap)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("open wal: %w", err)
+		}
+		_, hs, ents, err := w.ReadAll()
+		if err == nil {
+			return w, hs, ents, nil
+		}
+		w.Close()
+		if repaired || !errors.Is(err, io.ErrUnexpectedEOF) || !wal.Repair(lg, wd) {
+			return nil, nil, nil, fmt.Errorf("read wal: %w", err)
+		}
+	}
 }
 
 // create makes a WAL in wd, empty or holding the converted content of a
@@ -185,6 +210,13 @@ func (s *Store) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) erro
 		return fmt.Errorf("persist raft state: %w", err)
 	}
 	if hasSnap {
+		// The hard state that commits the snapshot must be durable before
+		// anything acts on it: without it the snapshot's WAL record is not
+		// valid at the next start, which would then go back to an older
+		// snapshot the leader already counted this node past.
+		if err := s.wal.Sync(); err != nil {
+			return fmt.Errorf("persist raft state: %w", err)
+		}
 		if err := s.MemoryStorage.ApplySnapshot(snap); err != nil {
 			return fmt.Errorf("apply snapshot: %w", err)
 		}
@@ -256,31 +288,40 @@ func (s *Store) saveSnapshot(snap *pb.Snapshot) error {
 	buf.Write(raw)
 	body := append(buf.Sum(nil), raw...)
 	name := filepath.Join(s.dir, snapName(md.GetTerm(), md.GetIndex()))
-	if err := fsutil.WriteFileAtomic(name, body, 0o600, !s.noSync); err != nil {
+	if err := fsutil.WriteFileAtomic(name, body, 0o600, !s.noSync, ""); err != nil {
 		return fmt.Errorf("write snapshot %d: %w", md.GetIndex(), err)
 	}
 	if err := s.wal.SaveSnapshot(walSnapshot(snap)); err != nil {
 		return fmt.Errorf("record snapshot %d in the wal: %w", md.GetIndex(), err)
 	}
+	f := snapFile{name: filepath.Base(name), term: md.GetTerm(), index: md.GetIndex()}
+	s.recorded = slices.DeleteFunc(s.recorded, func(r snapFile) bool { return r.name == f.name })
+	s.recorded = append([]snapFile{f}, s.recorded...)
 	return nil
 }
 
-// release deletes snapshot files beyond the newest keepSnaps and the WAL
-// segments only older snapshots needed.
+// release keeps the newest keepSnaps recorded snapshots, deletes every
+// other snapshot file (older ones, and files a crash left without their WAL
+// record), and the WAL segments only older snapshots needed.
 func (s *Store) release() error {
-	snaps, err := s.snapFiles()
+	if len(s.recorded) > keepSnaps {
+		s.recorded = s.recorded[:keepSnaps]
+	}
+	files, err := s.snapFiles()
 	if err != nil {
 		return err
 	}
-	if len(snaps) > keepSnaps {
-		for _, f := range snaps[keepSnaps:] {
+	for _, f := range files {
+		if !slices.ContainsFunc(s.recorded, func(r snapFile) bool { return r.name == f.name }) {
 			if err := os.Remove(filepath.Join(s.dir, f.name)); err != nil {
 				return fmt.Errorf("remove old snapshot: %w", err)
 			}
 		}
-		snaps = snaps[:keepSnaps]
 	}
-	if err := s.wal.ReleaseLockTo(snaps[len(snaps)-1].index); err != nil {
+	if len(s.recorded) == 0 {
+		return nil
+	}
+	if err := s.wal.ReleaseLockTo(s.recorded[len(s.recorded)-1].index); err != nil {
 		return fmt.Errorf("release wal segments: %w", err)
 	}
 	return purgeSegments(filepath.Join(s.dir, walDir))

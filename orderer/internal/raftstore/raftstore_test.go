@@ -1,8 +1,10 @@
 package raftstore
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -224,6 +226,48 @@ func TestDamagedSnapshotFallsBack(t *testing.T) {
 		t.Fatalf("snapshot at %d, want the older one at 10", snap.GetMetadata().GetIndex())
 	}
 	checkLog(t, s, 11, 30, func(uint64) uint64 { return 1 })
+
+	// The next snapshot keeps the one in force and drops the damaged and the
+	// unrecorded files, which must not count as kept snapshots.
+	if err := s.TakeSnapshot(30, cs, []byte{30}, 0); err != nil {
+		t.Fatal(err)
+	}
+	got := files(t, dir, snapSuffix)
+	if want := []string{snapName(1, 10), snapName(1, 30)}; !slices.Equal(got, want) {
+		t.Fatalf("snapshot files %v, want %v", got, want)
+	}
+}
+
+// TestTornWALTailRepaired: a record half written when the process died is cut
+// off at the next start, which keeps every record before it.
+func TestTornWALTailRepaired(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	for i := uint64(1); i <= 5; i++ {
+		e := &pb.Entry{Index: new(i), Term: new(uint64(1)), Type: pb.EntryNormal.Enum(), Data: bytes.Repeat([]byte{byte(i)}, 1000)}
+		if err := s.Save(hardState(1, 1, i), []*pb.Entry{e}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	segs := files(t, filepath.Join(dir, walDir), ".wal")
+	seg := filepath.Join(dir, walDir, segs[len(segs)-1])
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := len(bytes.TrimRight(b, "\x00"))
+	// Cut the file inside the last record (entry 5's hard state follows it,
+	// so cutting 600 bytes from the end lands in entry 5).
+	if err := os.Truncate(seg, int64(end-600)); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, dir)
+	defer s.Close()
+	checkLog(t, s, 1, 4, func(uint64) uint64 { return 1 })
+	if err := s.Save(hardState(1, 1, 5), []*pb.Entry{ent(5, 1)}, nil); err != nil {
+		t.Fatalf("append after the repair: %v", err)
+	}
 }
 
 // writeLegacy writes a LevelDB raft store as the versions before the WAL did.
@@ -262,12 +306,15 @@ func TestConvertsLevelDBStore(t *testing.T) {
 		dir := t.TempDir()
 		snap := &pb.Snapshot{Data: []byte("block 3"), Metadata: &pb.SnapshotMetadata{Index: new(uint64(5)), Term: new(uint64(2)), ConfState: &pb.ConfState{Voters: []uint64{1, 2, 3}}}}
 		writeLegacy(t, dir, hardState(2, 1, 7), snap, ent(4, 2), ent(5, 2), ent(6, 2), ent(7, 2))
-		if unfinished { // a conversion that stopped after creating the WAL
+		if unfinished { // a conversion that stopped after writing its snapshot file and creating the WAL
 			w, err := wal.Create(zap.NewNop(), filepath.Join(dir, walDir), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			w.Close()
+			if err := os.WriteFile(filepath.Join(dir, snapName(2, 5)), []byte("from the first attempt"), 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
 		for range 2 { // converted, then opened as a WAL store
 			s := mustOpen(t, dir)

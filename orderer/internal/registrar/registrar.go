@@ -427,6 +427,10 @@ func (r *Registrar) demote(ch *Channel) error {
 	if err != nil {
 		return fmt.Errorf("close raft store: %w", err)
 	}
+	// Without its raft log the store is the only copy of the blocks.
+	if err := ch.store.Sync(); err != nil {
+		return fmt.Errorf("sync block store: %w", err)
+	}
 	if err := os.RemoveAll(filepath.Join(ch.dir, "raft")); err != nil {
 		return fmt.Errorf("remove raft data: %w", err)
 	}
@@ -453,6 +457,11 @@ func (r *Registrar) onboard(ctx context.Context, ch *Channel) error {
 	}
 	if err := ch.store.Append(jb); err != nil {
 		return fmt.Errorf("append join block %d: %w", jb.Header.Number, err)
+	}
+	// The store syncs on demand (DeferSync): the blocks must be on disk
+	// before the join block file that would let onboarding start again goes.
+	if err := ch.store.Sync(); err != nil {
+		return fmt.Errorf("sync onboarded blocks: %w", err)
 	}
 	if err := os.Remove(filepath.Join(ch.dir, joinBlockFile)); err != nil {
 		return err
@@ -742,7 +751,7 @@ func (r *Registrar) Join(_ context.Context, b *cb.Block) (participation.ChannelI
 		err = store.Append(b)
 	} else {
 		// Onboarding: the blocks before the join block come from other orderers.
-		err = fsutil.WriteFileAtomic(filepath.Join(tmp, joinBlockFile), mustMarshalBlock(b), 0o640, true)
+		err = fsutil.WriteFileAtomic(filepath.Join(tmp, joinBlockFile), mustMarshalBlock(b), 0o640, true, "")
 	}
 	if cerr := store.Close(); err == nil {
 		err = cerr

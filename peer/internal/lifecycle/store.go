@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/cairn-ledger/cairn/chaincode/ccpackage"
+	"github.com/cairn-ledger/cairn/internal/fsutil"
 )
 
 const (
@@ -113,46 +114,10 @@ func (s *packageStore) save(packageID string, pkg []byte) (existed bool, err err
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("stat %s: %w", name, err)
 	}
-	if err := writeFileAtomic(s.dir, name, pkg); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(s.dir, name), pkg, 0o600, true, tempPrefix+"*"); err != nil {
 		return false, err
 	}
 	return false, nil
-}
-
-func writeFileAtomic(dir, name string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, tempPrefix+"*")
-	if err != nil {
-		return fmt.Errorf("create temporary file for %s: %w", name, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", name, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", name, err)
-	}
-	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return fmt.Errorf("rename %s into place: %w", name, err)
-	}
-	// Make the rename itself durable.
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open package directory: %w", err)
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("sync package directory: %w", err)
-	}
-	return nil
 }
 
 // load returns the package bytes, or an error wrapping errPackageNotFound.
