@@ -60,6 +60,11 @@ func (s *Store) open() error {
 	if err != nil {
 		return err
 	}
+	if s.cfg.DeferSync && len(s.segs) > 0 {
+		if err := s.cutUnsyncedDamage(); err != nil {
+			return err
+		}
+	}
 	if len(s.segs) == 0 {
 		f, err := os.OpenFile(s.segmentPath(0), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
@@ -71,6 +76,57 @@ func (s *Store) open() error {
 		}
 	}
 	return s.recover()
+}
+
+// cutUnsyncedDamage checks every record of the last segment of a DeferSync
+// store. Appends since its last Sync may reach the disk in any order in a
+// machine crash, so a damaged record there can be followed by intact ones
+// (which recover would take for damage in the middle) and the index can name
+// blocks whose pages were lost. Everything from the first damaged record on
+// is cut, and the index is rebuilt from the segments; the blocks cut come
+// back from the raft log, as for a torn tail. Earlier segments were synced
+// when the next one started.
+func (s *Store) cutUnsyncedDamage() error {
+	seg := len(s.segs) - 1
+	f := s.segs[seg]
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat segment %d: %w", seg, err)
+	}
+	size := fi.Size()
+	off := int64(0)
+	for off < size {
+		_, next, rerr := readRecord(f, off, size)
+		if rerr != nil {
+			if !isRecordDamage(rerr) {
+				return fmt.Errorf("segment %d: %w", seg, rerr)
+			}
+			break
+		}
+		off = next
+	}
+	if off == size {
+		return nil
+	}
+	if err := f.Truncate(off); err != nil {
+		return fmt.Errorf("cut unsynced damage of segment %d at %d: %w", seg, off, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("cut unsynced damage of segment %d: %w", seg, err)
+	}
+	indexDir := filepath.Join(s.cfg.Dir, indexDirName)
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close index to rebuild it: %w", err)
+	}
+	if err := os.RemoveAll(indexDir); err != nil {
+		return fmt.Errorf("remove index to rebuild it: %w", err)
+	}
+	db, err := openIndex(indexDir, !s.cfg.NoTxIndex)
+	if err != nil {
+		return err
+	}
+	s.db = db
+	return nil
 }
 
 // checkVersion checks the VERSION file, writing it if the directory is new.

@@ -913,3 +913,51 @@ func TestDeferSync(t *testing.T) {
 	s = openStore(t, Config{Dir: dir, DeferSync: true})
 	checkBlocks(t, s, blocks)
 }
+
+// TestDeferSyncCutsUnsyncedDamage: after a machine crash the unsynced appends
+// of a DeferSync store may be damaged in any order. Open cuts the store at the
+// first damaged record even when intact records follow it (and the index
+// named them), so it never serves a block it cannot read; a store that syncs
+// each append still reports such damage as corruption.
+func TestDeferSyncCutsUnsyncedDamage(t *testing.T) {
+	dir := t.TempDir()
+	c := newChain(t)
+	s, err := Open(Config{Dir: dir, DeferSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []*cb.Block
+	var off2 int64
+	for i := range 5 {
+		if i == 2 {
+			off2 = s.curSize
+		}
+		b := c.block(fmt.Sprintf("tx%d", i))
+		appendAll(t, s, b)
+		blocks = append(blocks, b)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, segmentName(0))
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[off2+recordHeaderSize+10] ^= 0xff
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	saved := t.TempDir()
+	copyDir(t, dir, saved)
+
+	s = openStore(t, Config{Dir: dir, DeferSync: true})
+	checkBlocks(t, s, blocks[:2])
+	appendAll(t, s, blocks[2:]...) // what the raft log gives back
+	checkBlocks(t, s, blocks)
+
+	s2 := openStore(t, Config{Dir: saved})
+	if _, err := s2.Block(2); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("without DeferSync: Block(2) error = %v, want ErrCorrupt", err)
+	}
+}
