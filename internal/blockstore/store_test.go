@@ -469,38 +469,49 @@ func TestCrashBetweenWriteAndIndex(t *testing.T) {
 	}
 }
 
+// storeWithDamage appends n blocks to a fresh store opened with cfg (its Dir
+// is a new temporary directory), closes it and flips a payload byte of block
+// bad, leaving the records around it intact.
+func storeWithDamage(t *testing.T, cfg Config, n, bad int) (string, []*cb.Block) {
+	t.Helper()
+	cfg.Dir = t.TempDir()
+	c := newChain(t)
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []*cb.Block
+	var off int64
+	for i := range n {
+		if i == bad {
+			off = s.curSize
+		}
+		b := c.block(fmt.Sprintf("tx%d", i))
+		appendAll(t, s, b)
+		blocks = append(blocks, b)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(cfg.Dir, segmentName(0))
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[off+recordHeaderSize+10] ^= 0xff
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Dir, blocks
+}
+
 func TestMiddleCorruption(t *testing.T) {
-	setup := func(t *testing.T) (string, []*cb.Block, int64) {
-		dir := t.TempDir()
-		c := newChain(t)
-		s := openStore(t, Config{Dir: dir})
-		var blocks []*cb.Block
-		var off1 int64
-		for i := range 3 {
-			if i == 1 {
-				off1 = s.curSize
-			}
-			b := c.block(fmt.Sprintf("tx%d", i))
-			appendAll(t, s, b)
-			blocks = append(blocks, b)
-		}
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-		// Flip a payload byte of block 1, leaving blocks 0 and 2 intact.
-		path := filepath.Join(dir, segmentName(0))
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw[off1+recordHeaderSize+10] ^= 0xff
-		if err := os.WriteFile(path, raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return dir, blocks, off1
+	setup := func(t *testing.T) string {
+		dir, _ := storeWithDamage(t, Config{}, 3, 1)
+		return dir
 	}
 	t.Run("read reports it", func(t *testing.T) {
-		dir, _, _ := setup(t)
+		dir := setup(t)
 		s := openStore(t, Config{Dir: dir})
 		if _, err := s.Block(1); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("Block(1) error = %v, want ErrCorrupt", err)
@@ -510,7 +521,7 @@ func TestMiddleCorruption(t *testing.T) {
 		}
 	})
 	t.Run("rescan refuses to truncate", func(t *testing.T) {
-		dir, _, _ := setup(t)
+		dir := setup(t)
 		if err := os.RemoveAll(filepath.Join(dir, indexDirName)); err != nil {
 			t.Fatal(err)
 		}
@@ -920,38 +931,11 @@ func TestDeferSync(t *testing.T) {
 // named them), so it never serves a block it cannot read; a store that syncs
 // each append still reports such damage as corruption.
 func TestDeferSyncCutsUnsyncedDamage(t *testing.T) {
-	dir := t.TempDir()
-	c := newChain(t)
-	s, err := Open(Config{Dir: dir, DeferSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var blocks []*cb.Block
-	var off2 int64
-	for i := range 5 {
-		if i == 2 {
-			off2 = s.curSize
-		}
-		b := c.block(fmt.Sprintf("tx%d", i))
-		appendAll(t, s, b)
-		blocks = append(blocks, b)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, segmentName(0))
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw[off2+recordHeaderSize+10] ^= 0xff
-	if err := os.WriteFile(path, raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, blocks := storeWithDamage(t, Config{DeferSync: true}, 5, 2)
 	saved := t.TempDir()
 	copyDir(t, dir, saved)
 
-	s = openStore(t, Config{Dir: dir, DeferSync: true})
+	s := openStore(t, Config{Dir: dir, DeferSync: true})
 	checkBlocks(t, s, blocks[:2])
 	appendAll(t, s, blocks[2:]...) // what the raft log gives back
 	checkBlocks(t, s, blocks)
