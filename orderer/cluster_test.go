@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/cairn-ledger/cairn/internal/comm"
 	"github.com/cairn-ledger/cairn/internal/crypto"
 	"github.com/cairn-ledger/cairn/internal/cryptogen"
+	"github.com/cairn-ledger/cairn/internal/freeport"
 	"github.com/cairn-ledger/cairn/internal/netconfig"
 	"github.com/cairn-ledger/cairn/protos/clusterpb"
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
@@ -34,18 +34,14 @@ const (
 // consenters' addresses before the nodes start.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	var ports []int
-	var liss []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	taken := map[int]bool{}
+	ports := make([]int, n)
+	for i := range ports {
+		p, err := freeport.Pick("127.0.0.1", taken)
 		if err != nil {
 			t.Fatal(err)
 		}
-		liss = append(liss, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range liss {
-		l.Close()
+		ports[i] = p
 	}
 	return ports
 }

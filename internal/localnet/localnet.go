@@ -29,6 +29,7 @@ import (
 
 	"github.com/cairn-ledger/cairn/internal/channelconfig"
 	"github.com/cairn-ledger/cairn/internal/cryptogen"
+	"github.com/cairn-ledger/cairn/internal/freeport"
 	"github.com/cairn-ledger/cairn/internal/netconfig"
 )
 
@@ -195,7 +196,7 @@ func (n *Network) assignPorts() error {
 		if *p != 0 {
 			return nil
 		}
-		port, err := freePort(host, taken)
+		port, err := freeport.Pick(host, taken)
 		if err != nil {
 			return fmt.Errorf("find a free port: %w", err)
 		}
