@@ -277,6 +277,26 @@ func TestConfigUpdates(t *testing.T) {
 		t.Fatalf("follower's forward of an envelope that fails the configuration in force: %v", err)
 	}
 	want = append(want, "stale-good")
+
+	// (d) The same in batches (Broadcast hands runs of checked envelopes over
+	// at once): each envelope gets its own outcome, on the leader and through
+	// a follower's pipelined forward.
+	batch := func(tag string) []byte {
+		raw, err := proto.Marshal(cf.tx(t, channel, []byte(tag)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	errs := leaderCh.OrderBatch(ctx, [][]byte{batch("batch-1"), badRaw, batch("batch-2")}, 0)
+	if errs[0] != nil || !errors.Is(errs[1], chain.ErrBadMessage) || errs[2] != nil {
+		t.Fatalf("leader's outcomes for good, bad, good: %v", errs)
+	}
+	errs = followerCh.OrderBatch(ctx, [][]byte{batch("batch-3"), badRaw}, 0)
+	if errs[0] != nil || errs[1] == nil || !strings.Contains(errs[1].Error(), "bad normal message") {
+		t.Fatalf("follower's outcomes for good, bad: %v", errs)
+	}
+	want = append(want, "batch-1", "batch-2", "batch-3")
 	cf.converge(t, want)
 }
 

@@ -29,9 +29,9 @@ func (c *realChannel) Evaluate(_ string, signed []policy.SignedData) error {
 }
 func (c *realChannel) AbsoluteMaxBytes() uint32 { return 10 << 20 }
 func (c *realChannel) ConfigSequence() uint64   { return 0 }
-func (c *realChannel) Order(context.Context, []byte, uint64) error {
-	c.ordered.Add(1)
-	return nil
+func (c *realChannel) OrderBatch(_ context.Context, envs [][]byte, _ uint64) []error {
+	c.ordered.Add(int64(len(envs)))
+	return make([]error, len(envs))
 }
 func (c *realChannel) ProposeConfig(*cb.Envelope) (*cb.Envelope, uint64, error) {
 	return nil, 0, errors.New("no config updates in benchmarks")

@@ -14,7 +14,9 @@
 // envelopes, up to GOMAXPROCS workers check them (signature verification
 // included), so one stream uses every core, and a responder
 // goroutine hands the checked envelopes to the consenter and answers them
-// strictly in the order they arrived. At most Window envelopes of one stream
+// strictly in the order they arrived. The responder hands over at once every
+// envelope already checked behind the one it waited for: one trip to the
+// consenter's goroutine for a run of them instead of one each. At most Window envelopes of one stream
 // are in the pipeline; the receiver waits when it is full. Handle returns
 // only after every goroutine of its stream has exited.
 //
@@ -52,9 +54,10 @@ type Channel interface {
 	AbsoluteMaxBytes() uint32
 	// ConfigSequence is the sequence of the configuration in force.
 	ConfigSequence() uint64
-	// Order hands an envelope accepted at config sequence seq to the
-	// consenter.
-	Order(ctx context.Context, env []byte, seq uint64) error
+	// OrderBatch hands envelopes accepted at config sequence seq to the
+	// consenter, to be ordered one after the other; errs[i] says whether
+	// envelope i was taken.
+	OrderBatch(ctx context.Context, envs [][]byte, seq uint64) (errs []error)
 	// ProposeConfig authorises a CONFIG_UPDATE against the configuration in
 	// force and returns the CONFIG envelope it produces (signed by the
 	// orderer) and the config sequence it was validated at. Errors matching
@@ -181,19 +184,85 @@ func (h *Handler) Handle(s Stream) error {
 // arrival order, until queue is closed. After a failed Send it cancels the
 // stream and only drains the queue.
 func (h *Handler) respond(ctx context.Context, cancel context.CancelFunc, s Stream, queue <-chan *inflight) error {
-	var sendErr error
-	for in := range queue {
-		<-in.checked
+	var (
+		sendErr error
+		held    *inflight // taken from queue while gathering, not handled yet
+		closed  bool
+		run     []*inflight
+		raws    [][]byte
+	)
+	send := func(resp *ab.BroadcastResponse) {
 		if sendErr != nil {
-			continue
+			return
 		}
-		resp := h.finish(ctx, in.c)
 		if err := s.Send(resp); err != nil {
 			sendErr = err
 			cancel()
 		}
 	}
-	return sendErr
+	for {
+		in := held
+		held = nil
+		if in == nil {
+			var ok bool
+			if closed {
+				return sendErr
+			}
+			if in, ok = <-queue; !ok {
+				return sendErr
+			}
+		}
+		<-in.checked
+		if sendErr != nil {
+			continue
+		}
+		run = append(run[:0], in)
+		if batchable(in.c) {
+			run, held, closed = gather(run, queue)
+		}
+		if len(run) == 1 {
+			send(h.finish(ctx, in.c))
+			continue
+		}
+		raws = raws[:0]
+		for _, r := range run {
+			raws = append(raws, r.c.raw)
+		}
+		for _, resp := range h.finishRun(ctx, run, raws) {
+			send(resp)
+		}
+	}
+}
+
+// batchable reports whether a checked envelope may be ordered together with
+// others: a normal envelope that passed its checks.
+func batchable(c checked) bool { return c.reject == nil && !c.config }
+
+// gather appends to run (one batchable envelope) the envelopes waiting in
+// queue that are checked already and go to the same channel at the same
+// config sequence, without waiting. It returns the first envelope it took
+// that does not join the run (nil if none) and whether queue is closed.
+func gather(run []*inflight, queue <-chan *inflight) (_ []*inflight, held *inflight, closed bool) {
+	first := run[0].c
+	for {
+		select {
+		case n, ok := <-queue:
+			if !ok {
+				return run, nil, true
+			}
+			select {
+			case <-n.checked:
+			default:
+				return run, n, false
+			}
+			if !batchable(n.c) || n.c.ch != first.ch || n.c.seq != first.seq {
+				return run, n, false
+			}
+			run = append(run, n)
+		default:
+			return run, nil, false
+		}
+	}
 }
 
 // Process checks one envelope and, if it passes, orders it.
@@ -210,17 +279,42 @@ func (h *Handler) finish(ctx context.Context, c checked) *ab.BroadcastResponse {
 			if err := c.ch.Configure(ctx, c.raw, c.seq); err != nil {
 				resp = reject(cb.Status_SERVICE_UNAVAILABLE, "cannot order config update on channel %s: %v", c.channelID, err)
 			}
-		} else if err := c.ch.Order(ctx, c.raw, c.seq); err != nil {
-			resp = reject(cb.Status_SERVICE_UNAVAILABLE, "cannot order on channel %s: %v", c.channelID, err)
+		} else if err := c.ch.OrderBatch(ctx, [][]byte{c.raw}, c.seq)[0]; err != nil {
+			resp = orderFailed(c.channelID, err)
 		}
 	}
+	h.record(c.channelID, resp)
+	return resp
+}
+
+// finishRun orders a run of batchable envelopes (raws are their encodings)
+// in one hand-over and answers each with its own outcome.
+func (h *Handler) finishRun(ctx context.Context, run []*inflight, raws [][]byte) []*ab.BroadcastResponse {
+	c := run[0].c
+	errs := c.ch.OrderBatch(ctx, raws, c.seq)
+	resps := make([]*ab.BroadcastResponse, len(run))
+	for i, r := range run {
+		resps[i] = &ab.BroadcastResponse{Status: cb.Status_SUCCESS}
+		if errs[i] != nil {
+			resps[i] = orderFailed(r.c.channelID, errs[i])
+		}
+		h.record(r.c.channelID, resps[i])
+	}
+	return resps
+}
+
+func orderFailed(channelID string, err error) *ab.BroadcastResponse {
+	return reject(cb.Status_SERVICE_UNAVAILABLE, "cannot order on channel %s: %v", channelID, err)
+}
+
+// record counts an answer and logs a rejection.
+func (h *Handler) record(channelID string, resp *ab.BroadcastResponse) {
 	if h.metrics != nil {
-		h.metrics.BroadcastResult(c.channelID, resp.Status.String())
+		h.metrics.BroadcastResult(channelID, resp.Status.String())
 	}
 	if resp.Status != cb.Status_SUCCESS {
-		h.log.Debug("broadcast rejected", "channel", c.channelID, "status", resp.Status.String(), "info", resp.Info)
+		h.log.Debug("broadcast rejected", "channel", channelID, "status", resp.Status.String(), "info", resp.Info)
 	}
-	return resp
 }
 
 func reject(status cb.Status, format string, args ...any) *ab.BroadcastResponse {

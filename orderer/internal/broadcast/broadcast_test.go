@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cairn-ledger/cairn/internal/policy"
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
+	ab "github.com/hyperledger/fabric-protos-go-apiv2/orderer"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -20,7 +25,11 @@ type fakeChannel struct {
 	evalErr     error
 	orderErr    error
 	proposeErr  error
-	bigConfig   bool // ProposeConfig returns an envelope over AbsoluteMaxBytes
+	bigConfig   bool               // ProposeConfig returns an envelope over AbsoluteMaxBytes
+	batches     []int              // sizes of the OrderBatch calls
+	refuse      func([]byte) error // when set, OrderBatch refuses the envelopes it fails
+	holdEval    func([]byte)       // when set, Evaluate calls it with the signed data first
+	evaluated   atomic.Int64       // Evaluate calls
 }
 
 func (f *fakeChannel) ProposeConfig(update *cb.Envelope) (*cb.Envelope, uint64, error) {
@@ -44,6 +53,10 @@ func (f *fakeChannel) Configure(_ context.Context, env []byte, seq uint64) error
 }
 
 func (f *fakeChannel) Evaluate(path string, signed []policy.SignedData) error {
+	if f.holdEval != nil && len(signed) == 1 {
+		f.holdEval(signed[0].Data)
+	}
+	defer f.evaluated.Add(1)
 	if path != WritersPolicy || len(signed) != 1 || string(signed[0].Identity) != "alice" || string(signed[0].Signature) != "sig" {
 		return errors.New("unexpected signed data")
 	}
@@ -51,13 +64,22 @@ func (f *fakeChannel) Evaluate(path string, signed []policy.SignedData) error {
 }
 func (f *fakeChannel) AbsoluteMaxBytes() uint32 { return 200 }
 func (f *fakeChannel) ConfigSequence() uint64   { return f.seq }
-func (f *fakeChannel) Order(_ context.Context, env []byte, seq uint64) error {
-	if f.orderErr != nil {
-		return f.orderErr
+func (f *fakeChannel) OrderBatch(_ context.Context, envs [][]byte, seq uint64) []error {
+	f.batches = append(f.batches, len(envs))
+	errs := make([]error, len(envs))
+	for i, env := range envs {
+		if errs[i] = f.orderErr; errs[i] != nil {
+			continue
+		}
+		if f.refuse != nil {
+			if errs[i] = f.refuse(env); errs[i] != nil {
+				continue
+			}
+		}
+		f.ordered = append(f.ordered, env)
+		f.orderedSeqs = append(f.orderedSeqs, seq)
 	}
-	f.ordered = append(f.ordered, env)
-	f.orderedSeqs = append(f.orderedSeqs, seq)
-	return nil
+	return errs
 }
 
 type channels map[string]*fakeChannel
@@ -188,6 +210,112 @@ func TestRevalidate(t *testing.T) {
 			}
 			if len(tt.ch.ordered) != 0 {
 				t.Fatal("Revalidate ordered an envelope")
+			}
+		})
+	}
+}
+
+// gatedStream feeds envelopes to Handle all at once and records the answers
+// in order; checked counts Recv calls so a test can wait for the pipeline.
+type gatedStream struct {
+	envs  []*cb.Envelope
+	mu    sync.Mutex
+	next  int
+	resps []*ab.BroadcastResponse
+}
+
+func (s *gatedStream) Context() context.Context { return context.Background() }
+func (s *gatedStream) Recv() (*cb.Envelope, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.next == len(s.envs) {
+		return nil, io.EOF
+	}
+	s.next++
+	return s.envs[s.next-1], nil
+}
+func (s *gatedStream) Send(r *ab.BroadcastResponse) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resps = append(s.resps, r)
+	return nil
+}
+
+// TestStreamOrdersCheckedRunsTogether: envelopes already checked when the
+// responder gets to them reach the consenter in one OrderBatch, in arrival
+// order, and each is answered with its own outcome: an envelope the consenter
+// refuses in the middle of a run fails alone.
+func TestStreamOrdersCheckedRunsTogether(t *testing.T) {
+	for _, tt := range []struct {
+		refuseAt int // -1: none
+		batches  []int
+	}{
+		{-1, []int{10}},
+		{4, []int{10}},
+	} {
+		t.Run(fmt.Sprintf("refuse=%d", tt.refuseAt), func(t *testing.T) {
+			const n = 10
+			envs := make([]*cb.Envelope, n)
+			raws := make([][]byte, n)
+			for i := range envs {
+				envs[i] = envelope("ch", cb.HeaderType_ENDORSER_TRANSACTION, "alice", []byte{byte(i)})
+				raws[i] = mustMarshal(envs[i])
+			}
+			// The first envelope's check waits until every other one is
+			// checked, so the responder finds them all ready behind it.
+			ch := &fakeChannel{}
+			release := make(chan struct{})
+			ch.holdEval = func(payload []byte) {
+				if string(payload) == string(envs[0].Payload) {
+					<-release
+				}
+			}
+			if tt.refuseAt >= 0 {
+				ch.refuse = func(raw []byte) error {
+					if string(raw) == string(raws[tt.refuseAt]) {
+						return errors.New("config moved")
+					}
+					return nil
+				}
+			}
+			s := &gatedStream{envs: envs}
+			h := New(channels{"ch": ch}, nil, nil).WithWindow(n)
+			done := make(chan error, 1)
+			go func() { done <- h.Handle(s) }()
+			for ch.evaluated.Load() < n-1 {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond) // the last check closes its channel
+			close(release)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if len(s.resps) != n {
+				t.Fatalf("%d answers for %d envelopes", len(s.resps), n)
+			}
+			var want [][]byte
+			for i, r := range s.resps {
+				if i == tt.refuseAt {
+					if r.Status != cb.Status_SERVICE_UNAVAILABLE || !strings.Contains(r.Info, "config moved") {
+						t.Fatalf("refused envelope %d answered %s %q", i, r.Status, r.Info)
+					}
+					continue
+				}
+				if r.Status != cb.Status_SUCCESS {
+					t.Fatalf("envelope %d answered %s %q", i, r.Status, r.Info)
+				}
+				want = append(want, raws[i])
+			}
+			if len(ch.ordered) != len(want) {
+				t.Fatalf("ordered %d envelopes, want %d", len(ch.ordered), len(want))
+			}
+			for i := range want {
+				if string(ch.ordered[i]) != string(want[i]) {
+					t.Fatalf("ordered envelope %d out of arrival order", i)
+				}
+			}
+			if fmt.Sprint(ch.batches) != fmt.Sprint(tt.batches) {
+				t.Fatalf("OrderBatch sizes %v, want %v", ch.batches, tt.batches)
 			}
 		})
 	}

@@ -87,9 +87,10 @@ type Transport interface {
 	// Send hands raft messages to their destinations without blocking. Lost
 	// messages are fine: raft retransmits.
 	Send(msgs []*pb.Message)
-	// Forward hands an envelope, validated at config sequence seq, to the
-	// chain of consenter `to` (the leader).
-	Forward(ctx context.Context, to uint64, env []byte, seq uint64) error
+	// Forward hands envelopes, validated at config sequence seq, to the
+	// chain of consenter `to` (the leader), all at once and in order, and
+	// returns each one's outcome.
+	Forward(ctx context.Context, to uint64, envs [][]byte, seq uint64) []error
 }
 
 // Puller fetches committed blocks that the raft log no longer holds from other
@@ -226,24 +227,46 @@ type report struct {
 	ok       bool
 }
 
-// blockWrite is a committed block for the writer goroutine, or (raw and b
-// nil) a barrier whose done it closes once every earlier block is written.
+// blockWrite is a committed block for the writer goroutine, a barrier whose
+// done it closes once every earlier block is written, or a snapshot to take.
 type blockWrite struct {
 	raw   []byte
 	b     *cb.Block
 	index uint64
 	done  chan struct{}
+	// snap, when set, asks the writer for a raft snapshot once every block
+	// queued before is written (takeSnapshotAt).
+	snap *snapshotJob
+}
+
+// snapshotJob is a raft snapshot to take at an applied index.
+type snapshotJob struct {
+	index     uint64
+	confState *pb.ConfState
 }
 
 // writeQueue is how many committed blocks may wait for the writer.
 const writeQueue = 16
 
 type submitReq struct {
-	env    []byte
-	size   uint32 // envelopeSize(env), computed by the caller of Order
-	config bool   // a CONFIG envelope
-	seq    uint64 // the config sequence env was validated at
-	resp   chan error
+	// envs is one CONFIG envelope, or normal envelopes to order in turn.
+	envs   [][]byte
+	sizes  []uint32 // envelopeSize of each normal envelope, computed by the caller
+	config bool
+	seq    uint64 // the config sequence envs were validated at
+	// stopAtFirst: take no envelope after one that is refused (a forwarded
+	// request is answered with the count of envelopes accepted in a row).
+	stopAtFirst bool
+	resp        chan submitResult
+}
+
+// submitResult answers a submitReq. errs[:handled] are the outcomes of the
+// envelopes the leader handled. If it stopped early, errs[handled] is the
+// refusal a retry may overcome (errNotLeader, errAbdicating) that stopped it,
+// or nil when stopAtFirst stopped it after a refusal.
+type submitResult struct {
+	errs    []error
+	handled int
 }
 
 // Chain is one channel's raft consenter.
@@ -285,12 +308,18 @@ type Chain struct {
 	writeErrC chan error
 	// writtenC (capacity 1) wakes Run when the writer appended a block, as
 	// that may let the leader take envelopes again (MaxInflightBlocks).
-	writtenC  chan struct{}
-	proposed  uint64 // entries proposed since the last Ready
-	snapBytes uint64
-	term      uint64 // last term reported to TermMetrics
-	ticks     uint64
-	snapSent  map[uint64]uint64 // follower -> tick a snapshot was sent at
+	writtenC chan struct{}
+	proposed uint64 // entries proposed since the last Ready
+	// persisting is the Ready whose hard state and entries the persister
+	// goroutine is writing to the WAL (nil: none); persistC hands it over and
+	// persistedC brings back the outcome. See handleReady.
+	persisting *persistJob
+	persistC   chan persistJob
+	persistedC chan error
+	snapBytes  uint64
+	term       uint64 // last term reported to TermMetrics
+	ticks      uint64
+	snapSent   map[uint64]uint64 // follower -> tick a snapshot was sent at
 
 	// Configuration changes (config.go).
 	members        map[uint64]channelconfig.Consenter
@@ -412,31 +441,65 @@ func (c *Chain) Step(ctx context.Context, m *pb.Message) error {
 // ProcessNormalMsg in etcdraft's ordered). It returns once the envelope is
 // accepted for ordering, not once it is in a block.
 func (c *Chain) Order(ctx context.Context, env []byte, seq uint64) error {
-	return c.submitEnvelope(ctx, submitReq{env: env, seq: seq})
+	return c.OrderBatch(ctx, [][]byte{env}, seq)[0]
+}
+
+// OrderBatch is Order for envelopes to be ordered one after the other, in one
+// hand-over to the chain's goroutine or one pipelined forward to the leader;
+// errs[i] is what Order would have returned for envelope i.
+func (c *Chain) OrderBatch(ctx context.Context, envs [][]byte, seq uint64) (errs []error) {
+	return c.submitEnvelopes(ctx, submitReq{envs: envs, seq: seq})
 }
 
 // Configure hands a CONFIG envelope, validated against config sequence seq,
 // to the consenter: the leader re-validates it if the configuration moved
 // since, then orders it alone in a block. Followers forward it to the leader.
 func (c *Chain) Configure(ctx context.Context, env []byte, seq uint64) error {
-	return c.submitEnvelope(ctx, submitReq{env: env, config: true, seq: seq})
+	return c.submitEnvelopes(ctx, submitReq{envs: [][]byte{env}, config: true, seq: seq})[0]
 }
 
-// Submit hands an envelope another consenter validated at config sequence
-// seq and forwarded to the chain: a CONFIG envelope is configured, anything
-// else ordered.
-func (c *Chain) Submit(ctx context.Context, env []byte, seq uint64) error {
-	if IsConfigEnvelope(env) {
-		return c.Configure(ctx, env, seq)
+// Submit hands over envelopes another consenter validated at config sequence
+// seq and forwarded to the chain in one request, in order: CONFIG envelopes
+// are configured, runs of others ordered in one hand-over each. It stops at
+// the first refusal and returns how many were accepted and that refusal.
+func (c *Chain) Submit(ctx context.Context, envs [][]byte, seq uint64) (int, error) {
+	accepted := 0
+	for len(envs) > 0 {
+		n := 1
+		config := IsConfigEnvelope(envs[0])
+		for !config && n < len(envs) && !IsConfigEnvelope(envs[n]) {
+			n++
+		}
+		errs := c.submitEnvelopes(ctx, submitReq{envs: envs[:n], config: config, seq: seq, stopAtFirst: true})
+		for _, err := range errs {
+			if err != nil {
+				return accepted, err
+			}
+			accepted++
+		}
+		envs = envs[n:]
 	}
-	return c.Order(ctx, env, seq)
+	return accepted, nil
 }
 
-func (c *Chain) submitEnvelope(ctx context.Context, req submitReq) error {
+// errEarlierRefused answers, under stopAtFirst, the envelopes after a refused one.
+var errEarlierRefused = errors.New("not ordered: an envelope before it in the request was refused")
+
+// submitEnvelopes hands req's envelopes to the leader, this node's goroutine
+// or another consenter's, and returns each one's outcome.
+func (c *Chain) submitEnvelopes(ctx context.Context, req submitReq) []error {
+	errs := make([]error, len(req.envs))
+	off := 0 // errs[:off] are decided
+	fail := func(err error) []error {
+		for i := off; i < len(errs); i++ {
+			errs[i] = err
+		}
+		return errs
+	}
 	for attempt := 0; attempt < 3; attempt++ {
 		select {
 		case <-c.doneC:
-			return ErrStopped
+			return fail(ErrStopped)
 		default:
 		}
 		c.mu.Lock()
@@ -444,50 +507,116 @@ func (c *Chain) submitEnvelope(ctx context.Context, req submitReq) error {
 		c.mu.Unlock()
 		switch st.Leader {
 		case raft.None:
-			return ErrNoLeader
+			return fail(ErrNoLeader)
 		case c.cfg.SelfID:
 		default:
-			if err := c.cfg.Transport.Forward(ctx, st.Leader, req.env, req.seq); err != nil {
-				return fmt.Errorf("forward to leader %d: %w", st.Leader, err)
+			c.forward(ctx, st.Leader, req, errs[off:])
+			return errs
+		}
+		if req.sizes == nil && !req.config {
+			// Here, not on the chain's goroutine.
+			req.sizes = make([]uint32, len(req.envs))
+			for i, env := range req.envs {
+				req.sizes[i] = envelopeSize(env)
 			}
-			return nil
 		}
-		if req.size == 0 && !req.config {
-			req.size = envelopeSize(req.env) // here, not on the chain's goroutine
+		sub := req
+		sub.envs = req.envs[off:]
+		if sub.sizes != nil {
+			sub.sizes = req.sizes[off:]
 		}
-		req.resp = make(chan error, 1)
+		sub.resp = make(chan submitResult, 1)
 		select {
-		case c.submit <- req:
+		case c.submit <- sub:
 		case <-ctx.Done():
-			return ctx.Err()
+			return fail(ctx.Err())
 		case <-c.doneC:
-			return ErrStopped
+			return fail(ErrStopped)
 		}
+		var res submitResult
 		select {
-		case err := <-req.resp:
-			switch {
-			case errors.Is(err, errNotLeader):
-				continue // leadership moved between Status and submit
-			case errors.Is(err, errAbdicating):
-				// Wait for the new leader, then hand it the envelope.
-				select {
-				case <-leaderC:
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-c.doneC:
-					return ErrStopped
-				}
-				attempt--
-				continue
+		case res = <-sub.resp:
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		case <-c.doneC:
+			return fail(ErrStopped)
+		}
+		copy(errs[off:], res.errs[:res.handled])
+		off += res.handled
+		if off == len(errs) {
+			return errs
+		}
+		retry := res.errs[res.handled]
+		switch {
+		case retry == nil: // stopAtFirst after a refusal
+			return fail(errEarlierRefused)
+		case errors.Is(retry, errNotLeader):
+			continue // leadership moved between Status and submit
+		case errors.Is(retry, errAbdicating):
+			// Wait for the new leader, then hand it the envelopes.
+			select {
+			case <-leaderC:
+			case <-ctx.Done():
+				return fail(ctx.Err())
+			case <-c.doneC:
+				return fail(ErrStopped)
 			}
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-c.doneC:
-			return ErrStopped
+			attempt--
+			continue
 		}
 	}
-	return ErrNoLeader
+	return fail(ErrNoLeader)
+}
+
+// forward hands req's envelopes to the leader and fills errs with their
+// outcomes. Under stopAtFirst they go one at a time and the first refusal
+// ends it; otherwise all are forwarded at once, pipelined.
+func (c *Chain) forward(ctx context.Context, leader uint64, req submitReq, errs []error) {
+	envs := req.envs[len(req.envs)-len(errs):]
+	wrap := func(err error) error {
+		if err == nil {
+			return nil
+		}
+		return fmt.Errorf("forward to leader %d: %w", leader, err)
+	}
+	if !req.stopAtFirst {
+		for i, err := range c.cfg.Transport.Forward(ctx, leader, envs, req.seq) {
+			errs[i] = wrap(err)
+		}
+		return
+	}
+	for i, env := range envs {
+		if errs[i] = wrap(c.cfg.Transport.Forward(ctx, leader, [][]byte{env}, req.seq)[0]); errs[i] != nil {
+			for j := i + 1; j < len(errs); j++ {
+				errs[j] = errEarlierRefused
+			}
+			return
+		}
+	}
+}
+
+// orderSubmitted runs a submitted request's envelopes through the leader's
+// cutter, in order. It stops at a refusal that a retry may overcome (the
+// leadership moved), and under stopAtFirst at any refusal.
+func (c *Chain) orderSubmitted(req submitReq) submitResult {
+	res := submitResult{errs: make([]error, len(req.envs))}
+	for i, env := range req.envs {
+		var err error
+		if req.config {
+			err = c.orderConfig(env, req.seq)
+		} else {
+			err = c.ordered(env, req.sizes[i], req.seq)
+		}
+		res.errs[i] = err
+		if errors.Is(err, errNotLeader) || errors.Is(err, errAbdicating) {
+			return res
+		}
+		res.handled = i + 1
+		if err != nil && req.stopAtFirst {
+			return res
+		}
+	}
+	return res
 }
 
 var errNotLeader = errors.New("not the leader")
@@ -532,8 +661,22 @@ func (c *Chain) run(ctx context.Context) error {
 		defer wg.Done()
 		c.writeBlocks()
 	}()
+	// The persister writes steady-state Readys to the WAL while this
+	// goroutine goes on taking envelopes and raft messages (handleReady).
+	c.persistC = make(chan persistJob, 1)
+	c.persistedC = make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for j := range c.persistC {
+			c.persistedC <- c.cfg.Raft.Persist(j.rd.HardState, j.rd.Entries)
+		}
+	}()
 	defer func() {
-		// Blocks still queued are committed: write them before stopping.
+		// Blocks still queued are committed: write them before stopping. A
+		// Ready still being persisted is abandoned with the chain: raft
+		// reloads whatever the WAL holds at the next start.
+		close(c.persistC)
 		close(c.writeC)
 		wg.Wait()
 	}()
@@ -569,6 +712,10 @@ func (c *Chain) run(ctx context.Context) error {
 		if c.timer != nil {
 			timerC = c.timer.C()
 		}
+		var persistedC chan error
+		if c.persisting != nil {
+			persistedC = c.persistedC
+		}
 		select {
 		case <-ctx.Done():
 			c.log.Info("raft chain stopping")
@@ -590,15 +737,15 @@ func (c *Chain) run(ctx context.Context) error {
 			c.applyReports()
 		case err := <-c.writeErrC:
 			return err
+		case err := <-persistedC:
+			if err := c.finishReady(ctx, err); err != nil {
+				return stopErr(ctx, err)
+			}
 		case <-c.writtenC:
 		case m := <-c.stepC:
 			c.step(m)
 		case req := <-submitC:
-			if req.config {
-				req.resp <- c.orderConfig(req.env, req.seq)
-			} else {
-				req.resp <- c.ordered(req.env, req.size, req.seq)
-			}
+			req.resp <- c.orderSubmitted(req)
 		case <-timerC:
 			c.timer = nil
 			if b := c.cut.Cut(); len(b.Envelopes) > 0 && c.isLeader {
@@ -631,7 +778,7 @@ func stopErr(ctx context.Context, err error) error {
 func (c *Chain) step(m *pb.Message) {
 	switch {
 	case m.GetType() == pb.MsgHeartbeat:
-		if last, err := c.cfg.Raft.LastIndex(); err == nil && m.GetCommit() > last {
+		if last := c.lastIndex(); m.GetCommit() > last {
 			c.log.Debug("heartbeat commit beyond the local log capped", "commit", m.GetCommit(), "last", last)
 			m.Commit = &last
 		}
@@ -655,7 +802,7 @@ func (c *Chain) followerLostLog(m *pb.Message) {
 	}
 	// Nothing applied beyond what the follower had: an empty entry moves the
 	// log on so it can be compacted past that point at the next rejection.
-	if last, err := c.cfg.Raft.LastIndex(); err == nil && last+c.proposed <= pr.Match {
+	if last := c.lastIndex(); last+c.proposed <= pr.Match {
 		if err := c.rn.Propose(nil); err == nil {
 			c.proposed++
 		}
@@ -773,6 +920,11 @@ func lastConfigOf(b *cb.Block) uint64 {
 }
 
 func (c *Chain) accepting() bool {
+	// While a Ready is being persisted its role change is not applied yet,
+	// but raft may already have stepped down (a message from a newer term).
+	if c.persisting != nil && c.isLeader && c.rn.BasicStatus().RaftState != raft.StateLeader {
+		return false
+	}
 	if !c.isLeader || c.applied < c.catchUpTo || c.lastCreated == nil || c.configInflight || c.abdicating {
 		return false
 	}
@@ -872,12 +1024,12 @@ func (c *Chain) propose(batch cutter.Batch) {
 func (c *Chain) proposeBlock(envs [][]byte, ids []uint64, next uint64, config bool, reason string) bool {
 	prev := c.lastCreated
 	b := block.New(prev.Number+1, block.HeaderHash(prev), envs)
-	last, _ := c.cfg.Raft.LastIndex()
+	last := c.lastIndex()
 	md, err := proto.Marshal(&etcdraft.BlockMetadata{
 		ConsenterIds:    ids,
 		NextConsenterId: next,
-		// The index this proposal's entry gets: every earlier entry is persisted
-		// (handleReady drained them) or proposed since.
+		// The index this proposal's entry gets: every earlier entry is stored,
+		// being persisted (handleReady drained them) or proposed since.
 		RaftIndex: last + c.proposed + 1,
 	})
 	if err != nil {
@@ -910,9 +1062,36 @@ func (c *Chain) proposeBlock(envs [][]byte, ids []uint64, next uint64, config bo
 	return true
 }
 
+// persistJob is a Ready handed to the persister goroutine.
+type persistJob struct {
+	rd    raft.Ready
+	early bool   // its messages were sent before the write (a leader's)
+	last  uint64 // index of its last entry; 0 without entries
+}
+
+// handleReady works through raft's Readys. A steady Ready (see steady) is
+// written to the WAL by the persister goroutine: the leader sends its
+// messages first (raft thesis 10.2.1), and Run goes on taking envelopes,
+// stepping messages and ticking while the disk syncs, as etcd's raft.Node
+// allows between Ready and Advance; finishReady completes it once written.
+// Any other Ready (a snapshot, a change of role, term or vote) is handled here
+// from start to end. No Ready is taken while one is being persisted.
 func (c *Chain) handleReady(ctx context.Context) error {
-	for c.rn.HasReady() {
+	for c.persisting == nil && c.rn.HasReady() {
 		rd := c.rn.Ready()
+		if c.persistC != nil && c.steady(rd) {
+			j := persistJob{rd: rd, early: c.isLeader}
+			if n := len(rd.Entries); n > 0 {
+				j.last = rd.Entries[n-1].GetIndex()
+			}
+			if j.early {
+				c.send(rd.Messages)
+			}
+			c.proposed = 0
+			c.persisting = &j
+			c.persistC <- j // the persister is idle: it answered the previous job
+			break
+		}
 		if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
 			// Blocks first: once the snapshot is saved raft no longer has the
 			// entries that carried them.
@@ -953,6 +1132,67 @@ func (c *Chain) handleReady(ctx context.Context) error {
 		c.rn.Advance(rd)
 		c.maybeProposeConfChange()
 	}
+	c.publishStatus()
+	return nil
+}
+
+// finishReady completes the Ready the persister wrote (err: how the write
+// went): raft's in-memory log takes its entries, a follower sends its
+// messages (acknowledgements must follow the write), committed blocks are
+// applied, and raft is told; the next Ready, if any, is taken.
+func (c *Chain) finishReady(ctx context.Context, err error) error {
+	j := c.persisting
+	c.persisting = nil
+	if err != nil {
+		return fmt.Errorf("chain %s: %w", c.cfg.ChannelID, err)
+	}
+	if err := c.cfg.Raft.Remember(j.rd.HardState, j.rd.Entries); err != nil {
+		return fmt.Errorf("chain %s: %w", c.cfg.ChannelID, err)
+	}
+	if !j.early {
+		c.send(j.rd.Messages)
+	}
+	if err := c.apply(j.rd.CommittedEntries); err != nil {
+		return err
+	}
+	c.rn.Advance(j.rd)
+	c.maybeProposeConfChange()
+	return c.handleReady(ctx)
+}
+
+// steady reports whether a Ready may be persisted while Run goes on: it
+// carries no snapshot and changes neither the node's role nor its term or
+// vote, so nothing Run does meanwhile depends on its outcome.
+func (c *Chain) steady(rd raft.Ready) bool {
+	if rd.SoftState != nil || (rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot)) {
+		return false
+	}
+	return c.keepsTermAndVote(rd)
+}
+
+// keepsTermAndVote reports whether a Ready leaves the stored term and vote as
+// they are.
+func (c *Chain) keepsTermAndVote(rd raft.Ready) bool {
+	if rd.HardState == nil || raft.IsEmptyHardState(rd.HardState) {
+		return true
+	}
+	prev := c.cfg.Raft.HardState()
+	return rd.HardState.GetTerm() == prev.GetTerm() && rd.HardState.GetVote() == prev.GetVote()
+}
+
+// lastIndex is the index of the last raft entry this node has: in the
+// in-memory log or being persisted.
+func (c *Chain) lastIndex() uint64 {
+	last, _ := c.cfg.Raft.LastIndex()
+	if c.persisting != nil {
+		last = max(last, c.persisting.last)
+	}
+	return last
+}
+
+// publishStatus makes raft's view (leader, state, term) visible to Status
+// and the metrics.
+func (c *Chain) publishStatus() {
 	st := c.rn.BasicStatus()
 	c.mu.Lock()
 	if c.status.Leader != st.Lead {
@@ -967,7 +1207,6 @@ func (c *Chain) handleReady(ctx context.Context) error {
 		c.term = st.GetTerm()
 		tm.RaftTerm(c.cfg.ChannelID, c.term)
 	}
-	return nil
 }
 
 // leaderMessagesFirst reports whether a leader's Ready may have its messages
@@ -977,11 +1216,7 @@ func (c *Chain) leaderMessagesFirst(rd raft.Ready) bool {
 	if rd.SoftState != nil && rd.SoftState.RaftState != raft.StateLeader {
 		return false
 	}
-	if rd.HardState == nil || raft.IsEmptyHardState(rd.HardState) {
-		return true
-	}
-	prev, _, err := c.cfg.Raft.InitialState()
-	return err == nil && rd.HardState.GetTerm() == prev.GetTerm() && rd.HardState.GetVote() == prev.GetVote()
+	return c.keepsTermAndVote(rd)
 }
 
 // send hands raft messages to the transport, noting snapshots sent.
@@ -1015,7 +1250,7 @@ func (c *Chain) softState(ss *raft.SoftState) {
 	if leader {
 		// Accept envelopes only after every entry of earlier terms is applied,
 		// so the next block builds on the true chain tip.
-		last, _ := c.cfg.Raft.LastIndex()
+		last := c.lastIndex()
 		c.catchUpTo = last
 		c.lastCreated = nil
 		c.log.Info("became raft leader", "term", c.rn.BasicStatus().GetTerm(), "catch_up_to", last)
@@ -1075,7 +1310,11 @@ func (c *Chain) apply(ents []*pb.Entry) error {
 	}
 	c.maybeReady()
 	if len(ents) > 0 && c.cfg.SnapshotIntervalSize > 0 && c.snapBytes >= uint64(c.cfg.SnapshotIntervalSize) {
-		c.takeSnapshot()
+		// The writer takes it once the blocks before are written: syncing
+		// the block store and the snapshot's own writes take tens of
+		// milliseconds, during which this goroutine goes on ordering.
+		c.snapBytes = 0
+		c.writeC <- blockWrite{snap: &snapshotJob{index: c.applied, confState: proto.Clone(c.confState).(*pb.ConfState)}}
 	}
 	return nil
 }
@@ -1130,6 +1369,10 @@ func (c *Chain) writeBlocks() {
 		if failed != nil {
 			continue
 		}
+		if w.snap != nil {
+			c.takeSnapshotAt(*w.snap, snapshotCatchUpEntries)
+			continue
+		}
 		n := w.b.Header.Number
 		// block.Unmarshal checked the data hash; the store writes raw as is.
 		if err := c.cfg.Store.AppendEncoded(w.raw, w.b); err != nil {
@@ -1163,11 +1406,21 @@ func (c *Chain) setTip(h *cb.BlockHeader) {
 	c.tip, c.tipHash = h, block.HeaderHash(h)
 }
 
-func (c *Chain) takeSnapshot() { c.takeSnapshotKeep(snapshotCatchUpEntries) }
-
+// takeSnapshotKeep takes a raft snapshot at the applied index now, on Run's
+// goroutine, keeping keep entries before it in the log.
 func (c *Chain) takeSnapshotKeep(keep uint64) {
 	// The log is compacted past blocks only once they are in the store.
 	c.flushWrites()
+	c.takeSnapshotAt(snapshotJob{index: c.applied, confState: c.confState}, keep)
+	c.snapBytes = 0
+}
+
+// takeSnapshotAt makes the blocks written so far durable and records a raft
+// snapshot at j.index carrying the last of them, keeping keep entries before
+// it. Every block up to j.index must be written. It runs on the writer
+// goroutine (snapshots by size) or on Run's with the writer drained; the raft
+// store serialises it with the WAL writes of the persister.
+func (c *Chain) takeSnapshotAt(j snapshotJob, keep uint64) {
 	if err := c.cfg.Store.Sync(); err != nil {
 		c.log.Error("snapshot: sync block store", "err", err)
 		return
@@ -1182,12 +1435,11 @@ func (c *Chain) takeSnapshotKeep(keep uint64) {
 		c.log.Error("snapshot: encode last block", "err", err)
 		return
 	}
-	if err := c.cfg.Raft.TakeSnapshot(c.applied, c.confState, data, keep); err != nil {
-		c.log.Error("take snapshot", "index", c.applied, "err", err)
+	if err := c.cfg.Raft.TakeSnapshot(j.index, j.confState, data, keep); err != nil {
+		c.log.Error("take snapshot", "index", j.index, "err", err)
 		return
 	}
-	c.snapBytes = 0
-	c.log.Info("raft snapshot taken", "index", c.applied, "block", last.Header.Number)
+	c.log.Info("raft snapshot taken", "index", j.index, "block", last.Header.Number)
 }
 
 // catchUp pulls the blocks up to the one a snapshot names, when the block

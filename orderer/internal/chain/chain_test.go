@@ -166,8 +166,12 @@ func (c *fakeClock) Advance(d time.Duration) {
 type noTransport struct{}
 
 func (noTransport) Send([]*pb.Message) {}
-func (noTransport) Forward(context.Context, uint64, []byte, uint64) error {
-	return errors.New("no other consenters")
+func (noTransport) Forward(_ context.Context, _ uint64, envs [][]byte, _ uint64) []error {
+	errs := make([]error, len(envs))
+	for i := range errs {
+		errs[i] = errors.New("no other consenters")
+	}
+	return errs
 }
 
 func genesisBlock() *cb.Block {

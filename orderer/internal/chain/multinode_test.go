@@ -85,15 +85,19 @@ func (t memTransport) Send(msgs []*pb.Message) {
 	}
 }
 
-func (t memTransport) Forward(ctx context.Context, to uint64, env []byte, seq uint64) error {
+func (t memTransport) Forward(ctx context.Context, to uint64, envs [][]byte, seq uint64) []error {
 	t.net.mu.Lock()
 	c, ok := t.net.chains[to]
 	cut := t.net.isolated[t.self] || t.net.isolated[to]
 	t.net.mu.Unlock()
 	if !ok || cut {
-		return errors.New("unreachable")
+		errs := make([]error, len(envs))
+		for i := range errs {
+			errs[i] = errors.New("unreachable")
+		}
+		return errs
 	}
-	return c.Order(ctx, env, seq)
+	return c.OrderBatch(ctx, envs, seq)
 }
 
 func TestThreeNodesAgreeOnIdenticalBlocks(t *testing.T) {

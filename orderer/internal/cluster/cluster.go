@@ -57,9 +57,11 @@ const (
 // Channel is what the cluster needs of a joined channel.
 type Channel interface {
 	Step(ctx context.Context, m *pb.Message) error
-	// Submit hands over an envelope another consenter forwarded (a normal
-	// or a config envelope; the chain tells them apart).
-	Submit(ctx context.Context, env []byte, seq uint64) error
+	// Submit hands over, in order, the envelopes another consenter
+	// forwarded in one request (normal or config envelopes; the chain tells
+	// them apart) and returns how many, from the first, it accepted; err
+	// says why the next one was not.
+	Submit(ctx context.Context, envs [][]byte, seq uint64) (int, error)
 }
 
 // Channels looks up the joined channels.
@@ -378,16 +380,24 @@ func (t *Transport) Send(msgs []*pb.Message) {
 	}
 }
 
-// Forward hands an envelope validated at config sequence seq to consenter
-// `to` for ordering and waits for its answer, at most Config.SubmitTimeout.
-func (t *Transport) Forward(ctx context.Context, to uint64, env []byte, seq uint64) error {
+// Forward hands envelopes validated at config sequence seq to consenter `to`
+// for ordering, queued all at once and in order so that they travel in as
+// few requests as possible, and waits for their answers, at most
+// Config.SubmitTimeout; errs[i] is envelope i's.
+func (t *Transport) Forward(ctx context.Context, to uint64, envs [][]byte, seq uint64) (errs []error) {
+	errs = make([]error, len(envs))
 	r, ok := t.remotes[to]
 	if !ok {
-		return fmt.Errorf("cluster: %w: node %d on channel %s", ErrUnknownNode, to, t.channel)
+		err := fmt.Errorf("cluster: %w: node %d on channel %s", ErrUnknownNode, to, t.channel)
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.c.cfg.SubmitTimeout)
 	defer cancel()
-	return r.submit(ctx, env, seq)
+	r.submit(ctx, envs, seq, errs)
+	return errs
 }
 
 // lookup finds the consenter of channel ch holding certificate der, and the

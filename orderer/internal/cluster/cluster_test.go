@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"runtime"
@@ -75,6 +76,7 @@ type fakeChannel struct {
 	hold     chan struct{} // when set, Submit waits for it to close
 	holding  int           // Submits waiting on hold
 	seqs     []uint64      // config sequences of the submitted envelopes
+	refuse   []byte        // an envelope Submit refuses
 }
 
 func newFakeChannel() *fakeChannel {
@@ -86,7 +88,18 @@ func (f *fakeChannel) Step(_ context.Context, m *pb.Message) error {
 	return nil
 }
 
-func (f *fakeChannel) Submit(ctx context.Context, env []byte, seq uint64) error {
+// Submit takes the envelopes one by one, as a chain orders them, stopping at
+// the first refusal.
+func (f *fakeChannel) Submit(ctx context.Context, envs [][]byte, seq uint64) (int, error) {
+	for i, env := range envs {
+		if err := f.submitOne(ctx, env, seq); err != nil {
+			return i, err
+		}
+	}
+	return len(envs), nil
+}
+
+func (f *fakeChannel) submitOne(ctx context.Context, env []byte, seq uint64) error {
 	f.mu.Lock()
 	err, hold := f.orderErr, f.hold
 	f.mu.Unlock()
@@ -102,6 +115,9 @@ func (f *fakeChannel) Submit(ctx context.Context, env []byte, seq uint64) error 
 	}
 	if err != nil {
 		return err
+	}
+	if f.refuse != nil && string(env) == string(f.refuse) {
+		return errors.New("refused by the chain")
 	}
 	f.ordered <- env
 	f.mu.Lock()
@@ -296,7 +312,7 @@ func TestSendAndForward(t *testing.T) {
 
 	env, _ := proto.Marshal(&cb.Envelope{Payload: []byte("tx"), Signature: []byte("sig")})
 	ctx := context.Background()
-	if err := ta.Forward(ctx, 2, env, 5); err != nil {
+	if err := forwardOne(ta, ctx, 2, env, 5); err != nil {
 		t.Fatalf("Forward: %v", err)
 	}
 	if got := <-pb1.ch.ordered; string(got) != string(env) {
@@ -307,16 +323,45 @@ func TestSendAndForward(t *testing.T) {
 		t.Fatalf("forwarded envelope reached the chain with config sequences %v, want [5]", pb1.ch.seqs)
 	}
 	pb1.ch.mu.Unlock()
+
+	// Envelopes forwarded together are queued at once and answered one by
+	// one; the chain takes them in order up to the first it refuses, and
+	// that one and those after it fail.
+	batch := make([][]byte, 5)
+	for i := range batch {
+		batch[i], _ = proto.Marshal(&cb.Envelope{Payload: fmt.Appendf(nil, "tx%d", i), Signature: []byte("sig")})
+	}
+	for i, err := range ta.Forward(ctx, 2, batch, 5) {
+		if err != nil {
+			t.Fatalf("Forward of envelope %d of a batch: %v", i, err)
+		}
+		if got := <-pb1.ch.ordered; string(got) != string(batch[i]) {
+			t.Fatalf("batch envelope %d reached the chain out of order", i)
+		}
+	}
 	pb1.ch.mu.Lock()
+	pb1.ch.refuse = batch[2]
+	pb1.ch.mu.Unlock()
+	errs := ta.Forward(ctx, 2, batch, 5)
+	for i, err := range errs {
+		if (i < 2) != (err == nil) || (err != nil && !errors.Is(err, ErrRefused)) {
+			t.Fatalf("outcomes of a batch refused at envelope 2: %v", errs)
+		}
+	}
+	for range 2 {
+		<-pb1.ch.ordered
+	}
+	pb1.ch.mu.Lock()
+	pb1.ch.refuse = nil
 	pb1.ch.orderErr = errors.New("no raft leader")
 	pb1.ch.mu.Unlock()
-	if err := ta.Forward(ctx, 2, env, 5); !errors.Is(err, ErrRefused) {
+	if err := forwardOne(ta, ctx, 2, env, 5); !errors.Is(err, ErrRefused) {
 		t.Fatalf("Forward to a node that cannot order: %v", err)
 	}
-	if err := ta.Forward(ctx, 2, []byte{0xff}, 5); !errors.Is(err, ErrRefused) {
+	if err := forwardOne(ta, ctx, 2, []byte{0xff}, 5); !errors.Is(err, ErrRefused) {
 		t.Fatalf("Forward of garbage: %v", err)
 	}
-	if err := ta.Forward(ctx, 9, env, 5); !errors.Is(err, ErrUnknownNode) {
+	if err := forwardOne(ta, ctx, 9, env, 5); !errors.Is(err, ErrUnknownNode) {
 		t.Fatalf("Forward to an unknown node: %v", err)
 	}
 
@@ -328,7 +373,7 @@ func TestSendAndForward(t *testing.T) {
 	pb1.ch.mu.Unlock()
 	results := make(chan error, maxInflightSubmits+1)
 	for range maxInflightSubmits + 1 {
-		go func() { results <- ta.Forward(ctx, 2, env, 5) }()
+		go func() { results <- forwardOne(ta, ctx, 2, env, 5) }()
 	}
 	select {
 	case err := <-results:
@@ -387,7 +432,7 @@ func TestForwardTimesOutWhenRemoteIsDown(t *testing.T) {
 	lis.Close()
 	tr := c.Transport("ch", 1, map[uint64]channelconfig.Consenter{1: a.consenter(dead), 2: b.consenter(dead)})
 	start := time.Now()
-	if err := tr.Forward(context.Background(), 2, []byte("x"), 0); !errors.Is(err, context.DeadlineExceeded) {
+	if err := forwardOne(tr, context.Background(), 2, []byte("x"), 0); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Forward: %v", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -491,7 +536,7 @@ func TestMembershipChangeKeepsStreams(t *testing.T) {
 	pb1.ch.mu.Unlock()
 	env, _ := proto.Marshal(&cb.Envelope{Payload: []byte("tx"), Signature: []byte("sig")})
 	result := make(chan error, 1)
-	go func() { result <- ta.Forward(context.Background(), 2, env, 1) }()
+	go func() { result <- forwardOne(ta, context.Background(), 2, env, 1) }()
 	// Wait until the leader's chain holds it: the request was sent.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -518,7 +563,7 @@ func TestMembershipChangeKeepsStreams(t *testing.T) {
 		t.Fatal("forwarded envelope changed")
 	}
 	// The adopted stream now belongs to the new Transport and still works.
-	if err := ta2.Forward(context.Background(), 2, env, 1); err != nil {
+	if err := forwardOne(ta2, context.Background(), 2, env, 1); err != nil {
 		t.Fatalf("forward after the change: %v", err)
 	}
 	<-pb1.ch.ordered
@@ -527,8 +572,15 @@ func TestMembershipChangeKeepsStreams(t *testing.T) {
 	moved := map[uint64]channelconfig.Consenter{1: members[1], 2: pc.consenter(pc.addr)}
 	pc.c.Transport("ch", 2, moved)
 	ta3 := pa.c.Transport("ch", 1, moved)
-	if err := ta3.Forward(context.Background(), 2, env, 1); err != nil {
+	if err := forwardOne(ta3, context.Background(), 2, env, 1); err != nil {
 		t.Fatalf("forward to a consenter at a new endpoint: %v", err)
 	}
 	<-pc.ch.ordered
+}
+
+// forwardOne forwards a single envelope and returns its outcome.
+func forwardOne(t interface {
+	Forward(context.Context, uint64, [][]byte, uint64) []error
+}, ctx context.Context, to uint64, env []byte, seq uint64) error {
+	return t.Forward(ctx, to, [][]byte{env}, seq)[0]
 }

@@ -97,20 +97,31 @@ func (r *remote) consensusRequest(m *pb.Message) *clusterpb.StepRequest {
 	}}
 }
 
-// submit queues an envelope validated at config sequence seq and waits for
-// the remote's answer.
-func (r *remote) submit(ctx context.Context, env []byte, seq uint64) error {
-	s := &submission{env: env, seq: seq, resp: make(chan error, 1)}
-	select {
-	case r.submits <- s:
-	case <-ctx.Done():
-		return fmt.Errorf("cluster: forward to node %d: %w", r.id, ctx.Err())
+// submit queues envelopes validated at config sequence seq, in order, and
+// waits for the remote's answers, one per envelope, into errs.
+func (r *remote) submit(ctx context.Context, envs [][]byte, seq uint64, errs []error) {
+	ctxErr := func() error { return fmt.Errorf("cluster: forward to node %d: %w", r.id, ctx.Err()) }
+	subs := make([]*submission, 0, len(envs))
+queue:
+	for _, env := range envs {
+		s := &submission{env: env, seq: seq, resp: make(chan error, 1)}
+		select {
+		case r.submits <- s:
+			subs = append(subs, s)
+		case <-ctx.Done():
+			break queue
+		}
 	}
-	select {
-	case err := <-s.resp:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("cluster: forward to node %d: %w", r.id, ctx.Err())
+	for i := range errs {
+		if i >= len(subs) {
+			errs[i] = ctxErr()
+			continue
+		}
+		select {
+		case errs[i] = <-subs[i].resp:
+		case <-ctx.Done():
+			errs[i] = ctxErr()
+		}
 	}
 }
 

@@ -268,14 +268,12 @@ func (c *Cluster) order(ctx context.Context, in inbound, respond func(*clusterpb
 	}
 	octx, cancel := context.WithTimeout(ctx, c.cfg.SubmitTimeout)
 	defer cancel()
-	for _, env := range in.envs {
-		if err := ch.Submit(octx, env, in.seq); err != nil {
-			// Stop at the first refusal: the sender answers the rest
-			// unavailable, and ordering later envelopes would reorder them.
-			resp.Status, resp.Info = clusterpb.SubmitStatus_SUBMIT_STATUS_UNAVAILABLE, err.Error()
-			break
-		}
-		resp.Accepted++
+	// The chain stops at the first refusal: the sender answers the rest
+	// unavailable, and ordering later envelopes would reorder them.
+	accepted, err := ch.Submit(octx, in.envs, in.seq)
+	resp.Accepted = uint32(accepted)
+	if err != nil {
+		resp.Status, resp.Info = clusterpb.SubmitStatus_SUBMIT_STATUS_UNAVAILABLE, err.Error()
 	}
 	respond(resp)
 }

@@ -28,6 +28,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cairn-ledger/cairn/internal/fsutil"
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
@@ -55,6 +57,13 @@ type Store struct {
 	wal    *wal.WAL
 	noSync bool
 	fresh  bool
+	// hardState is the last hard state saved. MemoryStorage.InitialState
+	// reads its own unlocked, racing with snapshots taken on another
+	// goroutine, so the chain asks HardState instead.
+	hardState atomic.Pointer[pb.HardState]
+	// snapMu serialises the snapshot bookkeeping (Save with a snapshot,
+	// TakeSnapshot): the chain takes snapshots on its block writer goroutine.
+	snapMu sync.Mutex
 	// recorded are the snapshots whose files and WAL records this store
 	// wrote or loaded, newest first; release keeps keepSnaps of them.
 	recorded []snapFile
@@ -120,6 +129,7 @@ func open(dir string, noSync bool) (*Store, error) {
 			w.Close()
 			return nil, err
 		}
+		s.hardState.Store(hs)
 	}
 	if !raft.IsEmptySnap(snap) {
 		md := snap.GetMetadata()
@@ -202,12 +212,14 @@ func (s *Store) Close() error { return s.wal.Close() }
 func (s *Store) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) error {
 	hasSnap := snap != nil && !raft.IsEmptySnap(snap)
 	if hasSnap {
+		s.snapMu.Lock()
+		defer s.snapMu.Unlock()
 		if err := s.saveSnapshot(snap); err != nil {
 			return err
 		}
 	}
-	if err := s.wal.Save(hs, ents); err != nil {
-		return fmt.Errorf("persist raft state: %w", err)
+	if err := s.Persist(hs, ents); err != nil {
+		return err
 	}
 	if hasSnap {
 		// The hard state that commits the snapshot must be durable before
@@ -224,6 +236,24 @@ func (s *Store) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) erro
 			return err
 		}
 	}
+	return s.Remember(hs, ents)
+}
+
+// Persist writes a Ready's hard state and entries to the WAL and syncs it,
+// leaving the in-memory log alone; Remember then adds them to it. Split from
+// Save so the chain can write on another goroutine while raft goes on: Persist
+// may run concurrently with the raft.Storage methods, TakeSnapshot and
+// Compact, but not with Save or another Persist.
+func (s *Store) Persist(hs *pb.HardState, ents []*pb.Entry) error {
+	if err := s.wal.Save(hs, ents); err != nil {
+		return fmt.Errorf("persist raft state: %w", err)
+	}
+	return nil
+}
+
+// Remember adds entries and a hard state that Persist wrote to the in-memory
+// log raft reads.
+func (s *Store) Remember(hs *pb.HardState, ents []*pb.Entry) error {
 	if len(ents) > 0 {
 		if err := s.MemoryStorage.Append(ents); err != nil {
 			return fmt.Errorf("append entries: %w", err)
@@ -233,8 +263,18 @@ func (s *Store) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) erro
 		if err := s.MemoryStorage.SetHardState(hs); err != nil {
 			return err
 		}
+		s.hardState.Store(hs)
 	}
 	return nil
+}
+
+// HardState is the last hard state saved or loaded (empty for a fresh
+// store). It is safe to call while another goroutine takes a snapshot.
+func (s *Store) HardState() *pb.HardState {
+	if hs := s.hardState.Load(); hs != nil {
+		return hs
+	}
+	return &pb.HardState{}
 }
 
 // TakeSnapshot records a snapshot at applied index i carrying data (the chain
@@ -243,6 +283,8 @@ func (s *Store) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) erro
 // instead of the snapshot. WAL segments older than the oldest kept snapshot
 // are deleted.
 func (s *Store) TakeSnapshot(i uint64, cs *pb.ConfState, data []byte, keep uint64) error {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
 	snap, err := s.MemoryStorage.CreateSnapshot(i, cs, data)
 	if err != nil {
 		return fmt.Errorf("create snapshot at %d: %w", i, err)

@@ -76,6 +76,9 @@ func TestPersistTruncateSnapshotReopen(t *testing.T) {
 	if err := s.Save(hardState(2, 2, 3), []*pb.Entry{ent(3, 2)}, nil); err != nil {
 		t.Fatal(err)
 	}
+	if hs := s.HardState(); hs.GetTerm() != 2 || hs.GetVote() != 2 || hs.GetCommit() != 3 {
+		t.Fatalf("HardState after Save: %v", hs)
+	}
 	if err := s.TakeSnapshot(2, &pb.ConfState{Voters: []uint64{1, 2, 3}}, []byte("block"), 1); err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +92,9 @@ func TestPersistTruncateSnapshotReopen(t *testing.T) {
 	hs, cs, _ := s.InitialState()
 	if hs.GetTerm() != 2 || hs.GetCommit() != 3 || len(cs.GetVoters()) != 3 {
 		t.Fatalf("state after reopen: %v %v", hs, cs)
+	}
+	if got := s.HardState(); got.GetTerm() != 2 || got.GetVote() != 2 {
+		t.Fatalf("HardState after reopen: %v", got)
 	}
 	// The log restarts after the snapshot; entry 3 is the new leader's.
 	checkLog(t, s, 3, 3, func(uint64) uint64 { return 2 })

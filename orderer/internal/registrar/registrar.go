@@ -902,15 +902,31 @@ func (ch *Channel) Order(ctx context.Context, env []byte, seq uint64) error {
 	return c.Order(ctx, env, seq)
 }
 
-// Submit hands an envelope another consenter validated at config sequence
-// seq and forwarded to the channel's chain, which tells config envelopes
-// from others (for the cluster transport).
-func (ch *Channel) Submit(ctx context.Context, env []byte, seq uint64) error {
+// OrderBatch hands envelopes validated at config sequence seq to the
+// channel's consenter in one go, to be ordered one after the other;
+// errs[i] is envelope i's outcome.
+func (ch *Channel) OrderBatch(ctx context.Context, envs [][]byte, seq uint64) (errs []error) {
 	c := ch.chain.Load()
 	if c == nil {
-		return ErrFollower
+		errs = make([]error, len(envs))
+		for i := range errs {
+			errs[i] = ErrFollower
+		}
+		return errs
 	}
-	return c.Submit(ctx, env, seq)
+	return c.OrderBatch(ctx, envs, seq)
+}
+
+// Submit hands envelopes another consenter validated at config sequence seq
+// and forwarded in one request to the channel's chain, which tells config
+// envelopes from others (for the cluster transport). It returns how many,
+// from the first, the chain accepted.
+func (ch *Channel) Submit(ctx context.Context, envs [][]byte, seq uint64) (int, error) {
+	c := ch.chain.Load()
+	if c == nil {
+		return 0, ErrFollower
+	}
+	return c.Submit(ctx, envs, seq)
 }
 
 // ProposeConfig authorises a CONFIG_UPDATE envelope against the
@@ -963,8 +979,12 @@ func (ch *Channel) Step(ctx context.Context, m *pb.Message) error {
 type noTransport struct{}
 
 func (noTransport) Send([]*pb.Message) {}
-func (noTransport) Forward(context.Context, uint64, []byte, uint64) error {
-	return errors.New("no cluster transport configured")
+func (noTransport) Forward(_ context.Context, _ uint64, envs [][]byte, _ uint64) []error {
+	errs := make([]error, len(envs))
+	for i := range errs {
+		errs[i] = errors.New("no cluster transport configured")
+	}
+	return errs
 }
 
 // support is a channel's configuration as its chain sees it.
@@ -1057,8 +1077,8 @@ func (l *links) current() chain.Transport {
 
 func (l *links) Send(msgs []*pb.Message) { l.current().Send(msgs) }
 
-func (l *links) Forward(ctx context.Context, to uint64, env []byte, seq uint64) error {
-	return l.current().Forward(ctx, to, env, seq)
+func (l *links) Forward(ctx context.Context, to uint64, envs [][]byte, seq uint64) []error {
+	return l.current().Forward(ctx, to, envs, seq)
 }
 
 func (l *links) SetReporter(r chain.Reporter) {
