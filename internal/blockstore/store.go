@@ -65,7 +65,8 @@ type Config struct {
 	// segment) makes them durable. For a store whose blocks are also held
 	// in a durable log until the owner calls Sync: the orderer's, behind
 	// its raft WAL, which syncs before a raft snapshot lets the WAL drop
-	// them. A crash loses only blocks that log still has.
+	// them. A crash loses only blocks that log still has. Sync also gives
+	// back the page cache of the synced blocks but the newest few MiB.
 	DeferSync bool
 	// NoTxIndex leaves transaction IDs out of the index: appends skip a
 	// LevelDB read and write per envelope, and TxLocation and BlockByTxID
@@ -338,7 +339,22 @@ func (s *Store) Sync() error {
 	if err := s.syncSegment(f, seg); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
+	s.dropCache(f, s.curSize)
 	return nil
+}
+
+// cachedTail is how many bytes at the end of the synced blocks keep their
+// page cache when Sync drops the rest: Deliver streams tailing the chain read
+// the newest blocks soon after they are appended.
+const cachedTail = 8 << 20
+
+// dropCache evicts the cached pages of the first size bytes of a synced
+// segment but its last cachedTail bytes (see fsutil.DropCache); a failure only
+// costs memory. Called with wmu held.
+func (s *Store) dropCache(f *os.File, size int64) {
+	if size > cachedTail {
+		_ = fsutil.DropCache(f, 0, size-cachedTail)
+	}
 }
 
 // roll starts a new segment file.
@@ -352,6 +368,7 @@ func (s *Store) roll() error {
 		if err := s.syncSegment(last, next-1); err != nil {
 			return err
 		}
+		s.dropCache(last, s.curSize)
 	}
 	f, err := os.OpenFile(s.segmentPath(next), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {

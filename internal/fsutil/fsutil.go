@@ -1,6 +1,7 @@
 // Package fsutil owns the few file-system steps that make a write durable and
 // atomic: write to a temporary file, sync it, rename it into place, sync the
-// directory. Stores of every role use it for their small state files.
+// directory. Stores of every role use it for their small state files. It also
+// lets append-only stores give back the page cache of data they synced.
 package fsutil
 
 import (

@@ -61,6 +61,9 @@ type Store struct {
 	// reads its own unlocked, racing with snapshots taken on another
 	// goroutine, so the chain asks HardState instead.
 	hardState atomic.Pointer[pb.HardState]
+	// uncached counts entry bytes persisted since the WAL's page cache was
+	// last dropped; only Persist (one goroutine at a time) touches it.
+	uncached int
 	// snapMu serialises the snapshot bookkeeping (Save with a snapshot,
 	// TakeSnapshot): the chain takes snapshots on its block writer goroutine.
 	snapMu sync.Mutex
@@ -248,7 +251,37 @@ func (s *Store) Persist(hs *pb.HardState, ents []*pb.Entry) error {
 	if err := s.wal.Save(hs, ents); err != nil {
 		return fmt.Errorf("persist raft state: %w", err)
 	}
+	for _, e := range ents {
+		s.uncached += len(e.Data)
+	}
+	if s.uncached >= dropCacheEvery {
+		s.uncached = 0
+		s.dropWALCache()
+	}
 	return nil
+}
+
+// dropCacheEvery is how many bytes of entries are written between two
+// evictions of the WAL's page cache.
+const dropCacheEvery = 8 << 20
+
+// dropWALCache evicts the cached pages of the WAL segments: raft reads its
+// log from memory and reads the WAL only at start, so the pages would only
+// hold fresh memory (see fsutil.DropCache). Failures only cost memory.
+func (s *Store) dropWALCache() {
+	wd := filepath.Join(s.dir, walDir)
+	names, err := filepath.Glob(filepath.Join(wd, "*.wal"))
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		f, err := os.Open(name)
+		if err != nil {
+			continue // purged meanwhile
+		}
+		_ = fsutil.DropCache(f, 0, 0)
+		_ = f.Close()
+	}
 }
 
 // Remember adds entries and a hard state that Persist wrote to the in-memory
