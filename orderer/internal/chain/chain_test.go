@@ -56,6 +56,12 @@ func (s *memStore) Sync() error {
 	return nil
 }
 
+func (s *memStore) syncedBlocks() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.synced
+}
+
 // crash drops the blocks appended since the last Sync, as a machine crash
 // does to a store opened with blockstore's DeferSync.
 func (s *memStore) crash() (lost int) {
@@ -421,24 +427,33 @@ func TestUnsyncedBlocksComeBackFromTheWAL(t *testing.T) {
 	opts := chainOpts{id: 1, n: 1, dir: t.TempDir(), store: st, clock: clk, tr: noTransport{}, signer: signer,
 		batch: cutter.Config{MaxMessageCount: 1, PreferredMaxBytes: 1000}, snapshot: 8000}
 	n := startChain(t, opts)
-	for i := range 12 {
+	// Blocks of one envelope each until a snapshot has synced the store and
+	// blocks were written after it (snapshots are taken by the block writer,
+	// after however many blocks raft committed together).
+	height := uint64(1)
+	for i := 0; ; i++ {
+		synced := st.syncedBlocks()
+		if synced >= 2 && height > uint64(synced) {
+			break
+		}
+		if i == 60 {
+			t.Fatalf("after %d blocks: %d synced; the test needs a snapshot and blocks after it", height-1, synced)
+		}
 		order(t, n.chain, envOfSize(fmt.Sprintf("a%d", i), 600))
+		height++
+		waitFor(t, fmt.Sprintf("height %d", height), func() bool { return st.Height() == height })
 	}
-	waitFor(t, "12 blocks", func() bool { return st.Height() == 13 })
 	n.stop(t)
-	if st.synced < 2 {
-		t.Fatalf("no snapshot synced the store (synced %d of 13 blocks); the test needs one", st.synced)
-	}
 	if lost := st.crash(); lost == 0 {
 		t.Fatalf("every block was synced (%d); the test needs some after the last snapshot", st.synced)
 	}
 
 	n = startChain(t, opts)
 	defer n.stop(t)
-	waitFor(t, "the lost blocks applied again", func() bool { return st.Height() == 13 })
+	waitFor(t, "the lost blocks applied again", func() bool { return st.Height() == height })
 	order(t, n.chain, envOfSize("after", 10))
-	waitFor(t, "block 13", func() bool { return st.Height() == 14 })
-	for i := uint64(1); i < 14; i++ {
+	waitFor(t, "one block more", func() bool { return st.Height() == height+1 })
+	for i := uint64(1); i <= height; i++ {
 		checkBlock(t, st, i, []uint64{1}, signer)
 	}
 }
