@@ -56,7 +56,8 @@ type Channel interface {
 	ConfigSequence() uint64
 	// OrderBatch hands envelopes accepted at config sequence seq to the
 	// consenter, to be ordered one after the other; errs[i] says whether
-	// envelope i was taken.
+	// envelope i was taken. It keeps the envelopes, not the envs slice,
+	// which the responder reuses.
 	OrderBatch(ctx context.Context, envs [][]byte, seq uint64) (errs []error)
 	// ProposeConfig authorises a CONFIG_UPDATE against the configuration in
 	// force and returns the CONFIG envelope it produces (signed by the

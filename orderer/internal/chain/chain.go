@@ -262,8 +262,8 @@ type submitReq struct {
 
 // submitResult answers a submitReq. errs[:handled] are the outcomes of the
 // envelopes the leader handled. If it stopped early, errs[handled] is the
-// refusal a retry may overcome (errNotLeader, errAbdicating) that stopped it,
-// or nil when stopAtFirst stopped it after a refusal.
+// refusal a retry may overcome (errNotLeader, errAbdicating, errBusy) that
+// stopped it, or nil when stopAtFirst stopped it after a refusal.
 type submitResult struct {
 	errs    []error
 	handled int
@@ -533,11 +533,12 @@ func (c *Chain) submitEnvelopes(ctx context.Context, req submitReq) []error {
 		case <-c.doneC:
 			return fail(ErrStopped)
 		}
+		// Handed over: the chain's goroutine answers at once, and what it
+		// took is ordered whatever ctx does now, so wait for the answer
+		// rather than report taken envelopes as failed.
 		var res submitResult
 		select {
 		case res = <-sub.resp:
-		case <-ctx.Done():
-			return fail(ctx.Err())
 		case <-c.doneC:
 			return fail(ErrStopped)
 		}
@@ -550,6 +551,9 @@ func (c *Chain) submitEnvelopes(ctx context.Context, req submitReq) []error {
 		switch {
 		case retry == nil: // stopAtFirst after a refusal
 			return fail(errEarlierRefused)
+		case errors.Is(retry, errBusy):
+			attempt-- // the rest waits until the leader takes envelopes again
+			continue
 		case errors.Is(retry, errNotLeader):
 			continue // leadership moved between Status and submit
 		case errors.Is(retry, errAbdicating):
@@ -597,10 +601,17 @@ func (c *Chain) forward(ctx context.Context, leader uint64, req submitReq, errs 
 
 // orderSubmitted runs a submitted request's envelopes through the leader's
 // cutter, in order. It stops at a refusal that a retry may overcome (the
-// leadership moved), and under stopAtFirst at any refusal.
+// leadership moved, or the leader stopped taking envelopes after the
+// blocks this request filled), and under stopAtFirst at any refusal.
 func (c *Chain) orderSubmitted(req submitReq) submitResult {
 	res := submitResult{errs: make([]error, len(req.envs))}
 	for i, env := range req.envs {
+		if i > 0 && !c.accepting() {
+			// Too many blocks in flight (or a config block): the rest
+			// waits, as a submission arriving now would.
+			res.errs[i] = errBusy
+			return res
+		}
 		var err error
 		if req.config {
 			err = c.orderConfig(env, req.seq)
@@ -620,6 +631,11 @@ func (c *Chain) orderSubmitted(req submitReq) submitResult {
 }
 
 var errNotLeader = errors.New("not the leader")
+
+// errBusy stops a submitted batch where the leader stopped taking envelopes
+// (MaxInflightBlocks, a config block in flight); the rest is handed over
+// again once it takes them.
+var errBusy = errors.New("leader not taking envelopes now")
 
 // Run drives the raft group until ctx is cancelled. It may be called once.
 func (c *Chain) Run(ctx context.Context) error {
@@ -661,22 +677,8 @@ func (c *Chain) run(ctx context.Context) error {
 		defer wg.Done()
 		c.writeBlocks()
 	}()
-	// The persister writes steady-state Readys to the WAL while this
-	// goroutine goes on taking envelopes and raft messages (handleReady).
-	c.persistC = make(chan persistJob, 1)
-	c.persistedC = make(chan error, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for j := range c.persistC {
-			c.persistedC <- c.cfg.Raft.Persist(j.rd.HardState, j.rd.Entries)
-		}
-	}()
 	defer func() {
-		// Blocks still queued are committed: write them before stopping. A
-		// Ready still being persisted is abandoned with the chain: raft
-		// reloads whatever the WAL holds at the next start.
-		close(c.persistC)
+		// Blocks still queued are committed: write them before stopping.
 		close(c.writeC)
 		wg.Wait()
 	}()
@@ -703,6 +705,23 @@ func (c *Chain) run(ctx context.Context) error {
 			return stopErr(ctx, err)
 		}
 	}
+	// From here on the persister writes steady Readys to the WAL while this
+	// goroutine goes on taking envelopes and raft messages (handleReady).
+	// Not before: the Readys of a restart apply what the log holds, and a
+	// single voter campaigns only once they are applied.
+	c.persistC = make(chan persistJob, 1)
+	c.persistedC = make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for j := range c.persistC {
+			c.persistedC <- c.cfg.Raft.Persist(j.rd.HardState, j.rd.Entries)
+		}
+	}()
+	// Runs before the writer's deferred stop, which waits for both. A Ready
+	// still being persisted is abandoned with the chain: raft reloads
+	// whatever the WAL holds at the next start.
+	defer close(c.persistC)
 	for {
 		var submitC chan submitReq
 		if c.accepting() {
@@ -778,7 +797,9 @@ func stopErr(ctx context.Context, err error) error {
 func (c *Chain) step(m *pb.Message) {
 	switch {
 	case m.GetType() == pb.MsgHeartbeat:
-		if last := c.lastIndex(); m.GetCommit() > last {
+		// The stored log, not entries being persisted: raft may have
+		// replaced those meanwhile, and a lower cap is always safe.
+		if last, err := c.cfg.Raft.LastIndex(); err == nil && m.GetCommit() > last {
 			c.log.Debug("heartbeat commit beyond the local log capped", "commit", m.GetCommit(), "last", last)
 			m.Commit = &last
 		}
@@ -881,6 +902,12 @@ func (c *Chain) startRaft() error {
 		MaxInflightMsgs: 256,
 		PreVote:         true,
 		CheckQuorum:     true,
+		// Envelopes reach the leader through the cluster transport. Raft
+		// forwarding a proposal instead would let a node that stepped down
+		// while a Ready was being persisted (it still believes it leads
+		// until the next Ready) hand the new leader a block built on its
+		// own tip; raft drops such a proposal now.
+		DisableProposalForwarding: true,
 		// A leader that applies its own removal steps down, so the others
 		// elect a new one at once.
 		StepDownOnRemoval: true,

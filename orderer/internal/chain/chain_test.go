@@ -27,7 +27,8 @@ import (
 type memStore struct {
 	mu     sync.Mutex
 	blocks [][]byte
-	synced int // blocks made durable by Sync; crash keeps only these
+	synced int           // blocks made durable by Sync; crash keeps only these
+	hold   chan struct{} // when set, appends wait for it to close
 }
 
 func newMemStore(genesis *cb.Block) *memStore {
@@ -36,6 +37,9 @@ func newMemStore(genesis *cb.Block) *memStore {
 }
 
 func (s *memStore) AppendEncoded(raw []byte, b *cb.Block) error {
+	if s.hold != nil {
+		<-s.hold
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if b.Header.Number != uint64(len(s.blocks)) {
@@ -455,6 +459,65 @@ func TestUnsyncedBlocksComeBackFromTheWAL(t *testing.T) {
 	waitFor(t, "one block more", func() bool { return st.Height() == height+1 })
 	for i := uint64(1); i <= height; i++ {
 		checkBlock(t, st, i, []uint64{1}, signer)
+	}
+}
+
+// TestRestartedSingleNodeLeadsAtOnce: a one-node chain restarted with
+// entries (the bootstrap membership among them) still to apply from its log
+// campaigns as soon as they are applied, without waiting an election
+// timeout (the clock never ticks here).
+func TestRestartedSingleNodeLeadsAtOnce(t *testing.T) {
+	st := newMemStore(genesisBlock())
+	opts := chainOpts{id: 1, n: 1, dir: t.TempDir(), store: st, clock: &fakeClock{}, tr: noTransport{}, signer: newSigner(t),
+		batch: cutter.Config{MaxMessageCount: 1, PreferredMaxBytes: 1000}}
+	n := startChain(t, opts)
+	for i := range 3 {
+		order(t, n.chain, envOfSize(fmt.Sprintf("a%d", i), 10))
+	}
+	waitFor(t, "3 blocks", func() bool { return st.Height() == 4 })
+	n.stop(t)
+
+	n = startChain(t, opts)
+	defer n.stop(t)
+	waitFor(t, "leadership after the restart", func() bool { return n.chain.Status().Leader == 1 })
+	order(t, n.chain, envOfSize("after", 10))
+	waitFor(t, "block 4", func() bool { return st.Height() == 5 })
+}
+
+// TestBatchWaitsForBlocksInFlight: a batch handed over at once fills at most
+// MaxInflightBlocks blocks ahead of the writer; the rest waits until blocks
+// are written, then follows in order.
+func TestBatchWaitsForBlocksInFlight(t *testing.T) {
+	st := newMemStore(genesisBlock())
+	hold := make(chan struct{})
+	st.hold = hold
+	n := startChain(t, chainOpts{id: 1, n: 1, dir: t.TempDir(), store: st, clock: &fakeClock{}, tr: noTransport{}, signer: newSigner(t),
+		batch: cutter.Config{MaxMessageCount: 1, PreferredMaxBytes: 1000}})
+	defer n.stop(t)
+	waitFor(t, "leadership", func() bool { return n.chain.Status().Leader == 1 })
+	envs := make([][]byte, 20) // one block each; MaxInflightBlocks is 5
+	for i := range envs {
+		envs[i] = envOfSize(fmt.Sprintf("b%d", i), 10)
+	}
+	done := make(chan []error, 1)
+	go func() { done <- n.chain.OrderBatch(context.Background(), envs, 0) }()
+	select {
+	case errs := <-done:
+		t.Fatalf("a batch of 20 one-envelope blocks was taken while no block could be written: %v", errs)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(hold)
+	for i, err := range <-done {
+		if err != nil {
+			t.Fatalf("envelope %d: %v", i, err)
+		}
+	}
+	waitFor(t, "20 blocks", func() bool { return st.Height() == 21 })
+	for i := range envs {
+		b, err := st.Block(uint64(i + 1))
+		if err != nil || !bytes.Equal(b.Data.Data[0], envs[i]) {
+			t.Fatalf("block %d does not hold envelope %d (%v)", i+1, i, err)
+		}
 	}
 }
 
