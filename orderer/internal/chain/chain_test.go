@@ -396,16 +396,9 @@ func TestRestartKeepsHeightAndContinues(t *testing.T) {
 	dir := t.TempDir()
 	opts := chainOpts{id: 1, n: 1, dir: dir, store: st, clock: clk, tr: noTransport{}, signer: signer,
 		batch: cutter.Config{MaxMessageCount: 1, PreferredMaxBytes: 1000}, snapshot: 1}
-	n := startChain(t, opts)
-	for i := range 5 {
-		order(t, n.chain, envOfSize(fmt.Sprintf("a%d", i), 10))
-	}
-	waitFor(t, "5 blocks", func() bool { return st.Height() == 6 })
-	n.stop(t)
-
 	// Restart over the same raft directory and block store: the replayed log
 	// must not rewrite blocks, and ordering continues at height 6.
-	n = startChain(t, opts)
+	n := orderThenRestart(t, opts, 5)
 	defer n.stop(t)
 	waitFor(t, "leadership after restart", func() bool { return n.chain.Status().Leader == 1 })
 	if h := st.Height(); h != 6 {
@@ -462,6 +455,20 @@ func TestUnsyncedBlocksComeBackFromTheWAL(t *testing.T) {
 	}
 }
 
+// orderThenRestart starts a one-node chain, has it order that many blocks of
+// one envelope each, stops it and starts it again over the same raft
+// directory and block store.
+func orderThenRestart(t *testing.T, opts chainOpts, blocks int) *node {
+	t.Helper()
+	n := startChain(t, opts)
+	for i := range blocks {
+		order(t, n.chain, envOfSize(fmt.Sprintf("a%d", i), 10))
+	}
+	waitFor(t, fmt.Sprintf("%d blocks", blocks), func() bool { return opts.store.Height() == uint64(blocks)+1 })
+	n.stop(t)
+	return startChain(t, opts)
+}
+
 // TestRestartedSingleNodeLeadsAtOnce: a one-node chain restarted with
 // entries (the bootstrap membership among them) still to apply from its log
 // campaigns as soon as they are applied, without waiting an election
@@ -470,14 +477,7 @@ func TestRestartedSingleNodeLeadsAtOnce(t *testing.T) {
 	st := newMemStore(genesisBlock())
 	opts := chainOpts{id: 1, n: 1, dir: t.TempDir(), store: st, clock: &fakeClock{}, tr: noTransport{}, signer: newSigner(t),
 		batch: cutter.Config{MaxMessageCount: 1, PreferredMaxBytes: 1000}}
-	n := startChain(t, opts)
-	for i := range 3 {
-		order(t, n.chain, envOfSize(fmt.Sprintf("a%d", i), 10))
-	}
-	waitFor(t, "3 blocks", func() bool { return st.Height() == 4 })
-	n.stop(t)
-
-	n = startChain(t, opts)
+	n := orderThenRestart(t, opts, 3)
 	defer n.stop(t)
 	waitFor(t, "leadership after the restart", func() bool { return n.chain.Status().Leader == 1 })
 	order(t, n.chain, envOfSize("after", 10))
