@@ -261,7 +261,7 @@ func TestConfigUpdates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := followerCh.Order(ctx, good, 0); err != nil {
+	if err := followerCh.OrderBatch(ctx, [][]byte{good}, 0)[0]; err != nil {
 		t.Fatalf("envelope validated at sequence 0 and still valid: %v", err)
 	}
 	bad := cf.tx(t, channel, []byte("stale-bad"))
@@ -270,10 +270,10 @@ func TestConfigUpdates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := leaderCh.Order(ctx, badRaw, 0); !errors.Is(err, chain.ErrBadMessage) {
+	if err := leaderCh.OrderBatch(ctx, [][]byte{badRaw}, 0)[0]; !errors.Is(err, chain.ErrBadMessage) {
 		t.Fatalf("leader ordered an envelope that fails the configuration in force: %v", err)
 	}
-	if err := followerCh.Order(ctx, badRaw, 0); err == nil || !strings.Contains(err.Error(), "bad normal message") {
+	if err := followerCh.OrderBatch(ctx, [][]byte{badRaw}, 0)[0]; err == nil || !strings.Contains(err.Error(), "bad normal message") {
 		t.Fatalf("follower's forward of an envelope that fails the configuration in force: %v", err)
 	}
 	want = append(want, "stale-good")

@@ -510,7 +510,7 @@ func (c *Chain) submitEnvelopes(ctx context.Context, req submitReq) []error {
 			return fail(ErrNoLeader)
 		case c.cfg.SelfID:
 		default:
-			c.forward(ctx, st.Leader, req, errs[off:])
+			c.forward(ctx, st.Leader, req.envs[off:], req.seq, req.stopAtFirst, errs[off:])
 			return errs
 		}
 		if req.sizes == nil && !req.config {
@@ -572,25 +572,25 @@ func (c *Chain) submitEnvelopes(ctx context.Context, req submitReq) []error {
 	return fail(ErrNoLeader)
 }
 
-// forward hands req's envelopes to the leader and fills errs with their
-// outcomes. Under stopAtFirst they go one at a time and the first refusal
-// ends it; otherwise all are forwarded at once, pipelined.
-func (c *Chain) forward(ctx context.Context, leader uint64, req submitReq, errs []error) {
-	envs := req.envs[len(req.envs)-len(errs):]
+// forward hands envelopes validated at config sequence seq to the leader
+// and fills errs with their outcomes. Under stopAtFirst they go one at a
+// time and the first refusal ends it; otherwise all are forwarded at once,
+// pipelined.
+func (c *Chain) forward(ctx context.Context, leader uint64, envs [][]byte, seq uint64, stopAtFirst bool, errs []error) {
 	wrap := func(err error) error {
 		if err == nil {
 			return nil
 		}
 		return fmt.Errorf("forward to leader %d: %w", leader, err)
 	}
-	if !req.stopAtFirst {
-		for i, err := range c.cfg.Transport.Forward(ctx, leader, envs, req.seq) {
+	if !stopAtFirst {
+		for i, err := range c.cfg.Transport.Forward(ctx, leader, envs, seq) {
 			errs[i] = wrap(err)
 		}
 		return
 	}
 	for i, env := range envs {
-		if errs[i] = wrap(c.cfg.Transport.Forward(ctx, leader, [][]byte{env}, req.seq)[0]); errs[i] != nil {
+		if errs[i] = wrap(c.cfg.Transport.Forward(ctx, leader, [][]byte{env}, seq)[0]); errs[i] != nil {
 			for j := i + 1; j < len(errs); j++ {
 				errs[j] = errEarlierRefused
 			}

@@ -892,16 +892,6 @@ func (ch *Channel) AbsoluteMaxBytes() uint32 { return ch.bundle.Load().Orderer()
 // ConfigSequence is the sequence of the configuration in force.
 func (ch *Channel) ConfigSequence() uint64 { return ch.bundle.Load().Sequence() }
 
-// Order hands an envelope validated at config sequence seq to the channel's
-// consenter.
-func (ch *Channel) Order(ctx context.Context, env []byte, seq uint64) error {
-	c := ch.chain.Load()
-	if c == nil {
-		return ErrFollower
-	}
-	return c.Order(ctx, env, seq)
-}
-
 // OrderBatch hands envelopes validated at config sequence seq to the
 // channel's consenter in one go, to be ordered one after the other;
 // errs[i] is envelope i's outcome.
