@@ -124,3 +124,31 @@ func BenchmarkUnmarshal500(b *testing.B) {
 		}
 	})
 }
+
+func TestUnmarshalOwnSkipsOnlyTheDataHash(t *testing.T) {
+	raw := encodedBlock(t, 5)
+	want, err := Unmarshal(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := UnmarshalOwn(raw)
+	if err != nil || !proto.Equal(want, got) {
+		t.Fatalf("UnmarshalOwn = %v, %v; want %v", got, err, want)
+	}
+	// Altered data: only the hash check would notice.
+	bad := bytes.Clone(raw)
+	bad[bytes.Index(bad, bytes.Repeat([]byte{2}, 102))] ^= 1
+	if _, err := UnmarshalShared(bad); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("UnmarshalShared of altered data: %v", err)
+	}
+	if _, err := UnmarshalOwn(bad); err != nil {
+		t.Fatalf("UnmarshalOwn checked the data hash: %v", err)
+	}
+	// Everything else is still checked.
+	if _, err := UnmarshalOwn(raw[:len(raw)-3]); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("UnmarshalOwn of a truncated block: %v", err)
+	}
+	if _, err := UnmarshalOwn(nil); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("UnmarshalOwn of nothing: %v", err)
+	}
+}

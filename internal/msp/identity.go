@@ -39,7 +39,7 @@ type Identity struct {
 // table costs about 30 verifications to build and halves each one after, and
 // the few client, peer and orderer keys that sign most of a channel's traffic
 // reach this quickly. Each MSP holds at most maxKeyTables of them
-// (p256.TableBytes each, ≈260 KB), so many occasional signers cost no memory.
+// (p256.TableBytes each, ≈230 KB), so many occasional signers cost no memory.
 const (
 	hotKeyVerifies = 32
 	maxKeyTables   = 64

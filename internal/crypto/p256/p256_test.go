@@ -1,6 +1,7 @@
 package p256
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,8 @@ import (
 	"math/big"
 	mrand "math/rand/v2"
 	"testing"
+
+	"filippo.io/nistec"
 )
 
 func newKey(t testing.TB) (*ecdsa.PrivateKey, *Table) {
@@ -178,6 +181,52 @@ func TestVerifyWithCraftedScalars(t *testing.T) {
 		hash, r, s := sign(t, gk, []byte{byte(i)})
 		if !agree(t, &gk.PublicKey, gtab, hash, r, s) {
 			t.Fatal("signature by d=1 does not verify")
+		}
+	}
+}
+
+// TestMulMatchesScalarMult checks the signed-digit recoding on scalars whose
+// windows sit at the digit boundaries: every window perWindow (the largest
+// digit without a carry), perWindow+1 (the smallest with one), all ones (a
+// carry through every window), and the top of the range.
+func TestMulMatchesScalarMult(t *testing.T) {
+	k, tab := newKey(t)
+	enc, err := k.PublicKey.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := nistec.NewP256Point().SetBytes(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repeat := func(digit int64) *big.Int {
+		x := new(big.Int)
+		for range windows {
+			x.Lsh(x, windowBits).Or(x, big.NewInt(digit))
+		}
+		return x.Mod(x, order)
+	}
+	scalars := []*big.Int{
+		big.NewInt(0), big.NewInt(1), big.NewInt(perWindow), big.NewInt(perWindow + 1), big.NewInt(windowMask),
+		new(big.Int).Sub(order, big.NewInt(1)), new(big.Int).Sub(order, big.NewInt(perWindow)),
+		repeat(perWindow), repeat(perWindow + 1), repeat(windowMask), repeat(1),
+		new(big.Int).Rsh(order, 1), new(big.Int).Lsh(big.NewInt(1), 255),
+	}
+	rng := mrand.New(mrand.NewPCG(3, 4))
+	for range 50 {
+		var b [32]byte
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		scalars = append(scalars, new(big.Int).Mod(new(big.Int).SetBytes(b[:]), order))
+	}
+	for _, x := range scalars {
+		want, err := nistec.NewP256Point().ScalarMult(q, x.FillBytes(make([]byte, 32)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tab.mul(limbs(x)); !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("mul(%x) differs from ScalarMult", x)
 		}
 	}
 }
