@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -38,7 +39,7 @@ type Identity struct {
 // A key gets a precomputed table on its hotKeyVerifies-th verification: the
 // table costs about 30 verifications to build and halves each one after, and
 // the few client, peer and orderer keys that sign most of a channel's traffic
-// reach this quickly. Each MSP holds at most maxKeyTables of them
+// reach this quickly. Each MSP holds at most maxKeyTables of them at a time
 // (p256.TableBytes each, ≈230 KB), so many occasional signers cost no memory.
 const (
 	hotKeyVerifies = 32
@@ -119,9 +120,14 @@ func (id *Identity) keyTable() *p256.Table {
 	}
 	t, err := p256.NewTable(id.pub)
 	if err != nil { // MSP validation admits P-256 keys only; keep the plain path
+		id.msp.releaseKeyTable()
 		return nil
 	}
 	id.table.Store(t)
+	// The slot comes back when the identity is gone (evicted from the
+	// identity cache and no longer in use), so a long-running node whose hot
+	// signers change over time keeps building tables for the new ones.
+	runtime.AddCleanup(id, (*MSP).releaseKeyTable, id.msp)
 	return t
 }
 

@@ -61,10 +61,22 @@ type MSP struct {
 	keyTables atomic.Int32 // precomputed key tables handed to its identities
 }
 
-// reserveKeyTable takes one of the MSP's maxKeyTables key tables.
+// reserveKeyTable takes one of the MSP's maxKeyTables key tables, if one is
+// free.
 func (m *MSP) reserveKeyTable() bool {
-	return m.keyTables.Add(1) <= maxKeyTables
+	for {
+		n := m.keyTables.Load()
+		if n >= maxKeyTables {
+			return false
+		}
+		if m.keyTables.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
+
+// releaseKeyTable gives back a table taken by reserveKeyTable.
+func (m *MSP) releaseKeyTable() { m.keyTables.Add(-1) }
 
 // FromConfigMSP builds an MSP from the wrapper form found in channel configuration
 // (an MSPConfig of type 0, FABRIC, holding a marshalled FabricMSPConfig).

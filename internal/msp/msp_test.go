@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -302,6 +303,48 @@ func TestKeyTablesBoundedPerMSP(t *testing.T) {
 	}
 	if tables != msp.MaxKeyTables {
 		t.Fatalf("%d identities got tables, want %d", tables, msp.MaxKeyTables)
+	}
+}
+
+// TestKeyTableSlotsComeBack: once the identities holding an MSP's tables are
+// gone (evicted from the identity cache, no longer referenced), new hot
+// signers get tables again.
+func TestKeyTableSlotsComeBack(t *testing.T) {
+	ca := msptest.NewCA(t, "Org1MSP")
+	m := ca.MSP(t)
+	mgr := msp.NewManagerWithCache(1, m) // each new identity evicts the last
+	msg := []byte("m")
+	heat := func(name string) *msp.Identity {
+		leaf := ca.Issue(t, name, "client")
+		id, err := mgr.Deserialize(leaf.Serialize())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig := leaf.Sign(t, msg)
+		for range msp.HotKeyVerifies {
+			if err := id.Verify(msg, sig); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return id
+	}
+	for i := range msp.MaxKeyTables {
+		if !msp.HasKeyTable(heat(fmt.Sprint("user", i))) {
+			t.Fatalf("identity %d got no table", i)
+		}
+	}
+	// Every identity above is unreferenced now but the last, which the cache
+	// holds; their cleanups give the slots back after a collection.
+	deadline := time.Now().Add(10 * time.Second)
+	for msp.KeyTablesInUse(m) > 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d key tables still taken after their identities went", msp.KeyTablesInUse(m))
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !msp.HasKeyTable(heat("newcomer")) {
+		t.Fatal("a new hot signer got no table although the old ones are gone")
 	}
 }
 

@@ -534,6 +534,11 @@ func (c *Chain) submitEnvelopes(ctx context.Context, req submitReq) []error {
 		sub.resp = make(chan submitResult, 1)
 		select {
 		case c.submit <- sub:
+		case <-leaderC:
+			// This node stopped leading while the chain took no envelopes
+			// (blocks in flight): a follower never takes them, so ask again
+			// who leads rather than wait for ctx.
+			continue
 		case <-ctx.Done():
 			return fail(ctx.Err())
 		case <-c.doneC:

@@ -502,6 +502,9 @@ func (c *Chain) maybeProposeConfChange() {
 		c.log.Warn("raft configuration change not proposed; will retry", "change", c.confChange.String(), "err", err)
 		return
 	}
+	// raft appended one entry (the change, or an empty entry in its place
+	// if one is pending): the next block's RaftIndex counts it.
+	c.proposed++
 	c.log.Info("raft configuration change proposed", "change", c.confChange.GetType().String(), "node", c.confChange.GetNodeId())
 }
 

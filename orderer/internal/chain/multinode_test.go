@@ -182,3 +182,68 @@ func TestThreeNodesAgreeOnIdenticalBlocks(t *testing.T) {
 		checkBlock(t, nodes[1].store, num, []uint64{1, 2, 3}, signers[1], signers[2], signers[3])
 	}
 }
+
+// A submitter waiting for a leader that takes no envelopes (its blocks in
+// flight cannot be written) is answered as soon as that node stops leading,
+// not when the submitter's own context ends.
+func TestSubmitterOnDeposedLeaderIsAnswered(t *testing.T) {
+	net := newMemNet(1, 2, 3)
+	hold := make(chan struct{})
+	nodes := map[uint64]*node{}
+	genesis := genesisBlock()
+	for id := uint64(1); id <= 3; id++ {
+		st := newMemStore(genesis)
+		st.hold = hold // no block is written until the end
+		nodes[id] = startChain(t, chainOpts{id: id, n: 3, dir: t.TempDir(), store: st, clock: RealClock{},
+			tr: memTransport{net, id}, signer: newSigner(t), batch: cutter.Config{MaxMessageCount: 1, PreferredMaxBytes: 1 << 20}})
+		net.attach(id, nodes[id].chain)
+	}
+	defer func() {
+		close(hold)
+		for _, n := range nodes {
+			n.stop(t)
+		}
+		net.close()
+	}()
+	var l uint64
+	waitFor(t, "a leader", func() bool { l = nodes[1].chain.Status().Leader; return l != 0 })
+	leader := nodes[l].chain
+	waitFor(t, "the leader to know it leads", func() bool { return leader.Status().Leader == l })
+
+	// Five one-envelope blocks fill MaxInflightBlocks; the sixth envelope
+	// waits for the leader to take envelopes again.
+	envs := make([][]byte, 6)
+	for i := range envs {
+		envs[i] = envOfSize(fmt.Sprintf("d%d", i), 10)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan []error, 1)
+	go func() { done <- leader.OrderBatch(ctx, envs, 0) }()
+	select {
+	case errs := <-done:
+		t.Fatalf("the batch was answered while the leader took no envelopes: %v", errs)
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	// Cut off, the leader steps down (CheckQuorum) within a few election
+	// timeouts and, alone, sees no leader.
+	net.setIsolated(l, true)
+	start := time.Now()
+	var errs []error
+	select {
+	case errs = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting envelope was not answered after its node stopped leading")
+	}
+	t.Logf("answered %s after the cut", time.Since(start).Round(time.Millisecond))
+	for i, err := range errs[:5] {
+		if err != nil {
+			t.Errorf("envelope %d, taken before the cut: %v", i, err)
+		}
+	}
+	if !errors.Is(errs[5], ErrNoLeader) {
+		t.Errorf("the waiting envelope: %v, want ErrNoLeader", errs[5])
+	}
+	net.setIsolated(l, false)
+}
