@@ -276,28 +276,37 @@ func TestKeyTableBuiltUnderConcurrentVerification(t *testing.T) {
 	}
 }
 
+// heatIdentity issues a client identity of ca, deserialises it through mgr
+// and verifies one of its signatures HotKeyVerifies times, enough to earn a
+// key table; it returns the identity and the signature (over "m").
+func heatIdentity(t *testing.T, ca *msptest.CA, mgr *msp.Manager, name string) (*msp.Identity, []byte) {
+	t.Helper()
+	leaf := ca.Issue(t, name, "client")
+	id, err := mgr.Deserialize(leaf.Serialize())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("m")
+	sig := leaf.Sign(t, msg)
+	for range msp.HotKeyVerifies {
+		if err := id.Verify(msg, sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return id, sig
+}
+
 // TestKeyTablesBoundedPerMSP: an MSP hands out at most MaxKeyTables tables,
 // and identities past the budget keep verifying correctly without one.
 func TestKeyTablesBoundedPerMSP(t *testing.T) {
 	ca := msptest.NewCA(t, "Org1MSP")
 	m := msptest.Manager(t, ca)
-	msg := []byte("m")
 	tables := 0
 	for i := range msp.MaxKeyTables + 3 {
-		leaf := ca.Issue(t, fmt.Sprint("user", i), "client")
-		id, err := m.Deserialize(leaf.Serialize())
-		if err != nil {
-			t.Fatal(err)
-		}
-		sig := leaf.Sign(t, msg)
-		for range msp.HotKeyVerifies {
-			if err := id.Verify(msg, sig); err != nil {
-				t.Fatal(err)
-			}
-		}
+		id, sig := heatIdentity(t, ca, m, fmt.Sprint("user", i))
 		if msp.HasKeyTable(id) {
 			tables++
-		} else if err := id.Verify(msg, highS(t, sig)); !errors.Is(err, crypto.ErrHighS) {
+		} else if err := id.Verify([]byte("m"), highS(t, sig)); !errors.Is(err, crypto.ErrHighS) {
 			t.Fatalf("without a table: Verify(high S) = %v", err)
 		}
 	}
@@ -313,19 +322,8 @@ func TestKeyTableSlotsComeBack(t *testing.T) {
 	ca := msptest.NewCA(t, "Org1MSP")
 	m := ca.MSP(t)
 	mgr := msp.NewManagerWithCache(1, m) // each new identity evicts the last
-	msg := []byte("m")
 	heat := func(name string) *msp.Identity {
-		leaf := ca.Issue(t, name, "client")
-		id, err := mgr.Deserialize(leaf.Serialize())
-		if err != nil {
-			t.Fatal(err)
-		}
-		sig := leaf.Sign(t, msg)
-		for range msp.HotKeyVerifies {
-			if err := id.Verify(msg, sig); err != nil {
-				t.Fatal(err)
-			}
-		}
+		id, _ := heatIdentity(t, ca, mgr, name)
 		return id
 	}
 	for i := range msp.MaxKeyTables {
