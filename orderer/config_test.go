@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -25,11 +27,13 @@ import (
 	"github.com/cairn-ledger/cairn/orderer/internal/blocksign"
 	"github.com/cairn-ledger/cairn/orderer/internal/chain"
 	"github.com/cairn-ledger/cairn/orderer/internal/participation"
+	"github.com/cairn-ledger/cairn/orderer/internal/raftstore"
 	fabconfigtx "github.com/hyperledger/fabric-config/configtx"
 	"github.com/hyperledger/fabric-config/configtx/orderer"
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
 	ab "github.com/hyperledger/fabric-protos-go-apiv2/orderer"
 	"github.com/hyperledger/fabric-protos-go-apiv2/orderer/etcdraft"
+	raftpb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -114,6 +118,41 @@ func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool
 }
 
 // raftIDs reads the consenter IDs a block's raft metadata carries.
+// checkRaftIndexes fails the test unless every block in the raft log at dir
+// carries the index of its entry as its RaftIndex.
+func checkRaftIndexes(t *testing.T, dir string) {
+	t.Helper()
+	rs, err := raftstore.Open(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	first, _ := rs.FirstIndex()
+	last, _ := rs.LastIndex()
+	ents, err := rs.Entries(first, last+1, math.MaxUint64)
+	if err != nil {
+		t.Fatalf("raft entries %d..%d: %v", first, last, err)
+	}
+	blocks := 0
+	for _, e := range ents {
+		if e.GetType() != raftpb.EntryNormal || len(e.Data) == 0 {
+			continue
+		}
+		b, err := block.Unmarshal(e.Data)
+		if err != nil {
+			t.Fatalf("entry %d: %v", e.GetIndex(), err)
+		}
+		blocks++
+		if got := raftIDs(t, b).RaftIndex; got != e.GetIndex() {
+			t.Errorf("%s: block %d carries RaftIndex %d, its entry is %d", dir, b.Header.Number, got, e.GetIndex())
+		}
+	}
+	if blocks == 0 {
+		t.Errorf("%s: no block in the raft log (entries %d..%d)", dir, first, last)
+	}
+	t.Logf("%s: %d blocks checked", dir, blocks)
+}
+
 func raftIDs(t *testing.T, b *cb.Block) *etcdraft.BlockMetadata {
 	t.Helper()
 	obm, _, err := blocksign.OrdererMetadata(b)
@@ -570,6 +609,20 @@ func TestMembershipChange(t *testing.T) {
 	if n, _ := block.LastConfigIndex(tip); n != cfgs[1] {
 		t.Errorf("last block's last config %d, want %d", n, cfgs[1])
 	}
+	// Every block a consenter's raft log still holds names, as its RaftIndex,
+	// the index of the entry that carries it: the conf changes in between
+	// count.
+	cf.stopAll(t)
+	for i := range cf.nodes {
+		cf.nodes[i] = nil
+	}
+	for i, cfg := range cf.cfgs {
+		if i == lead { // removed: its raft data is gone
+			continue
+		}
+		checkRaftIndexes(t, filepath.Join(cfg.DataDir, "channels", channel, "raft"))
+	}
+
 	for _, c := range []struct {
 		node int
 		msg  string
