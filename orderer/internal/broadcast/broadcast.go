@@ -16,9 +16,9 @@
 // goroutine hands the checked envelopes to the consenter and answers them
 // strictly in the order they arrived. The responder hands over at once every
 // envelope already checked behind the one it waited for: one trip to the
-// consenter's goroutine for a run of them instead of one each. At most Window envelopes of one stream
-// are in the pipeline; the receiver waits when it is full. Handle returns
-// only after every goroutine of its stream has exited.
+// consenter's goroutine for a run of them instead of one each. At most Window
+// envelopes of one stream are in the pipeline; the receiver waits when it is
+// full. Handle returns only after every goroutine of its stream has exited.
 //
 // A Handler is stateless and safe for concurrent use.
 package broadcast

@@ -215,30 +215,42 @@ func TestRevalidate(t *testing.T) {
 	}
 }
 
-// gatedStream feeds envelopes to Handle all at once and records the answers
-// in order; checked counts Recv calls so a test can wait for the pipeline.
-type gatedStream struct {
+// sliceStream feeds envelopes to Handle as fast as it reads them and records
+// the answers in order. Handle calls Recv from one goroutine and Send from
+// another; read resps once Handle returned.
+type sliceStream struct {
 	envs  []*cb.Envelope
-	mu    sync.Mutex
 	next  int
+	mu    sync.Mutex
 	resps []*ab.BroadcastResponse
 }
 
-func (s *gatedStream) Context() context.Context { return context.Background() }
-func (s *gatedStream) Recv() (*cb.Envelope, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *sliceStream) Context() context.Context { return context.Background() }
+func (s *sliceStream) Recv() (*cb.Envelope, error) {
 	if s.next == len(s.envs) {
 		return nil, io.EOF
 	}
 	s.next++
 	return s.envs[s.next-1], nil
 }
-func (s *gatedStream) Send(r *ab.BroadcastResponse) error {
+func (s *sliceStream) Send(r *ab.BroadcastResponse) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.resps = append(s.resps, r)
 	return nil
+}
+
+// accepted counts the SUCCESS answers.
+func (s *sliceStream) accepted() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, r := range s.resps {
+		if r.Status == cb.Status_SUCCESS {
+			n++
+		}
+	}
+	return n
 }
 
 // TestStreamOrdersCheckedRunsTogether: envelopes already checked when the
@@ -278,7 +290,7 @@ func TestStreamOrdersCheckedRunsTogether(t *testing.T) {
 					return nil
 				}
 			}
-			s := &gatedStream{envs: envs}
+			s := &sliceStream{envs: envs}
 			h := New(channels{"ch": ch}, nil, nil).WithWindow(n)
 			done := make(chan error, 1)
 			go func() { done <- h.Handle(s) }()

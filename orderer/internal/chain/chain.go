@@ -1439,7 +1439,8 @@ func (c *Chain) writeBlocks() {
 			continue
 		}
 		n := w.b.Header.Number
-		// block.Unmarshal checked the data hash; the store writes raw as is.
+		// writeBlock checked the data hash (or the leader built the block
+		// itself); the store writes raw as is.
 		if err := c.cfg.Store.AppendEncoded(w.raw, w.b); err != nil {
 			failed = fmt.Errorf("chain %s: append block %d: %w", c.cfg.ChannelID, n, err)
 			c.writeErrC <- failed // capacity 1, sent once

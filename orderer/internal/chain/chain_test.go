@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -177,11 +178,7 @@ type noTransport struct{}
 
 func (noTransport) Send([]*pb.Message) {}
 func (noTransport) Forward(_ context.Context, _ uint64, envs [][]byte, _ uint64) []error {
-	errs := make([]error, len(envs))
-	for i := range errs {
-		errs[i] = errors.New("no other consenters")
-	}
-	return errs
+	return slices.Repeat([]error{errors.New("no other consenters")}, len(envs))
 }
 
 func genesisBlock() *cb.Block {

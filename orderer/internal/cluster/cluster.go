@@ -385,15 +385,11 @@ func (t *Transport) Send(msgs []*pb.Message) {
 // few requests as possible, and waits for their answers, at most
 // Config.SubmitTimeout; errs[i] is envelope i's.
 func (t *Transport) Forward(ctx context.Context, to uint64, envs [][]byte, seq uint64) (errs []error) {
-	errs = make([]error, len(envs))
 	r, ok := t.remotes[to]
 	if !ok {
-		err := fmt.Errorf("cluster: %w: node %d on channel %s", ErrUnknownNode, to, t.channel)
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs
+		return slices.Repeat([]error{fmt.Errorf("cluster: %w: node %d on channel %s", ErrUnknownNode, to, t.channel)}, len(envs))
 	}
+	errs = make([]error, len(envs))
 	ctx, cancel := context.WithTimeout(ctx, t.c.cfg.SubmitTimeout)
 	defer cancel()
 	r.submit(ctx, envs, seq, errs)

@@ -898,11 +898,7 @@ func (ch *Channel) ConfigSequence() uint64 { return ch.bundle.Load().Sequence() 
 func (ch *Channel) OrderBatch(ctx context.Context, envs [][]byte, seq uint64) (errs []error) {
 	c := ch.chain.Load()
 	if c == nil {
-		errs = make([]error, len(envs))
-		for i := range errs {
-			errs[i] = ErrFollower
-		}
-		return errs
+		return slices.Repeat([]error{ErrFollower}, len(envs))
 	}
 	return c.OrderBatch(ctx, envs, seq)
 }
@@ -970,11 +966,7 @@ type noTransport struct{}
 
 func (noTransport) Send([]*pb.Message) {}
 func (noTransport) Forward(_ context.Context, _ uint64, envs [][]byte, _ uint64) []error {
-	errs := make([]error, len(envs))
-	for i := range errs {
-		errs[i] = errors.New("no cluster transport configured")
-	}
-	return errs
+	return slices.Repeat([]error{errors.New("no cluster transport configured")}, len(envs))
 }
 
 // support is a channel's configuration as its chain sees it.
