@@ -34,10 +34,14 @@ func (s *Server) submit(ctx context.Context, req *gp.SubmitRequest) (*gp.SubmitR
 	// the peer a JSON encoding and a write(2) on the hot path.
 	log := func() *slog.Logger { return s.log.With("channel", req.GetChannelId(), "txID", req.GetTransactionId()) }
 
-	// Raft needs one orderer to accept the transaction; try them in random
-	// order so that gateways spread their load.
+	// Raft needs one orderer to accept the transaction. The raft leader,
+	// when a Cairn orderer said which one leads, goes first: a follower would
+	// only forward to it. The others follow in random order, as in Fabric,
+	// so that gateways spread the load of a leaderless or Fabric service.
+	channel := req.GetChannelId()
+	order := s.orderers.Order(channel, addresses, roots, s.cfg.Perm(len(addresses)))
 	var details []*gp.ErrorDetail
-	for _, i := range s.cfg.Perm(len(addresses)) {
+	for _, i := range order {
 		address := addresses[i]
 		if s.log.Enabled(ctx, slog.LevelDebug) {
 			log().Debug("sending transaction to orderer", "endpoint", address)
@@ -50,6 +54,7 @@ func (s *Server) submit(ctx context.Context, req *gp.SubmitRequest) (*gp.SubmitR
 			return nil, newRPCError(codes.DeadlineExceeded, "submit timeout expired while broadcasting to ordering service")
 		}
 		if err != nil {
+			s.orderers.ForgetLeader(channel, address)
 			log().Warn("error sending transaction to orderer", "endpoint", address, "err", err)
 			details = append(details, errorDetail(address, "", err.Error()))
 			continue
@@ -65,7 +70,9 @@ func (s *Server) submit(ctx context.Context, req *gp.SubmitRequest) (*gp.SubmitR
 			return nil, newRPCError(codes.Aborted, msg)
 		}
 		// Fabric retries 5xx without recording them; recording them tells the
-		// client why no orderer took the transaction.
+		// client why no orderer took the transaction. An orderer unable to
+		// take it may have lost its leadership.
+		s.orderers.ForgetLeader(channel, address)
 		details = append(details, errorDetail(address, "", msg))
 	}
 	return nil, newRPCError(codes.Unavailable, "no orderers could successfully process transaction", details...)

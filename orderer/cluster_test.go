@@ -16,6 +16,7 @@ import (
 	"github.com/cairn-ledger/cairn/internal/freeport"
 	"github.com/cairn-ledger/cairn/internal/netconfig"
 	"github.com/cairn-ledger/cairn/protos/clusterpb"
+	"github.com/cairn-ledger/cairn/protos/leadershippb"
 	cb "github.com/hyperledger/fabric-protos-go-apiv2/common"
 	ab "github.com/hyperledger/fabric-protos-go-apiv2/orderer"
 	"google.golang.org/grpc"
@@ -337,6 +338,7 @@ func testCluster(t *testing.T, size int, separatePort bool) {
 	electionTimeout := electionTick * tickInterval
 	lead := cf.leader(t, 10*time.Second)
 	t.Logf("leader: node %d", lead)
+	cf.checkLeadership(t, lead)
 	cf.refusesStranger(t, cf.nodes[lead].o.Addrs().Cluster)
 
 	var want []string
@@ -360,6 +362,7 @@ func testCluster(t *testing.T, size int, separatePort bool) {
 	if newLead == lead {
 		t.Fatal("stopped node is still the leader")
 	}
+	cf.checkLeadership(t, newLead)
 	cf.broadcast(t, batch("second", 20))
 	cf.converge(t, want)
 
@@ -367,6 +370,31 @@ func testCluster(t *testing.T, size int, separatePort bool) {
 	cf.nodes[lead] = start(t, cf.cfgs[lead])
 	cf.broadcast(t, batch("third", 10))
 	cf.converge(t, want)
+}
+
+// checkLeadership asks every running node's Leadership service who leads:
+// only node lead may say it does, every node reports a term, and a channel
+// the node has not joined is NotFound.
+func (cf *clusterFixture) checkLeadership(t *testing.T, lead int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i, n := range cf.nodes {
+		if n == nil {
+			continue
+		}
+		c := leadershippb.NewLeadershipClient(cf.dialConn(t, n.o.Addrs().Broadcast))
+		resp, err := c.Leader(ctx, &leadershippb.LeaderRequest{ChannelId: channel})
+		if err != nil {
+			t.Fatalf("node %d Leader: %v", i, err)
+		}
+		if resp.GetIsLeader() != (i == lead) || resp.GetTerm() == 0 {
+			t.Fatalf("node %d says is_leader=%v term=%d; the leader is node %d", i, resp.GetIsLeader(), resp.GetTerm(), lead)
+		}
+		if _, err := c.Leader(ctx, &leadershippb.LeaderRequest{ChannelId: "nosuchchannel"}); status.Code(err) != codes.NotFound {
+			t.Fatalf("node %d Leader of an unknown channel: %v, want NotFound", i, err)
+		}
+	}
 }
 
 // refusesStranger opens a cluster stream with a certificate of the right CA

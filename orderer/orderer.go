@@ -34,6 +34,7 @@ import (
 	"github.com/cairn-ledger/cairn/orderer/internal/metrics"
 	"github.com/cairn-ledger/cairn/orderer/internal/participation"
 	"github.com/cairn-ledger/cairn/orderer/internal/registrar"
+	"github.com/cairn-ledger/cairn/protos/leadershippb"
 	ab "github.com/hyperledger/fabric-protos-go-apiv2/orderer"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -259,6 +260,7 @@ func New(cfg Config) (*Orderer, error) {
 		b: broadcast.New(broadcastChannels{reg}, log.With("service", "broadcast"), m),
 		d: deliver.New(deliverChannels{reg}, log.With("service", "deliver"), nil, cfg.DeliverTimeWindow),
 	})
+	leadershippb.RegisterLeadershipServer(o.grpc, &leadershipServer{r: reg})
 	if cfg.ClusterListenAddress == "" {
 		cl.Register(o.grpc)
 	} else {
@@ -427,6 +429,22 @@ func grpcError(err error) error {
 		return status.FromContextError(err).Err()
 	}
 	return status.Error(codes.Internal, err.Error())
+}
+
+// leadershipServer tells Cairn gateways whether this node leads a channel's
+// raft group, so that they submit to the leader rather than to a follower
+// that would forward.
+type leadershipServer struct {
+	leadershippb.UnimplementedLeadershipServer
+	r *registrar.Registrar
+}
+
+func (s *leadershipServer) Leader(_ context.Context, req *leadershippb.LeaderRequest) (*leadershippb.LeaderResponse, error) {
+	leads, term, ok := s.r.Leads(req.GetChannelId())
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "channel %q is not served by this orderer", req.GetChannelId())
+	}
+	return &leadershippb.LeaderResponse{IsLeader: leads, Term: term}, nil
 }
 
 type broadcastChannels struct{ r *registrar.Registrar }

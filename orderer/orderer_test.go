@@ -155,6 +155,12 @@ func do(t *testing.T, c *http.Client, method, url string) (int, []byte) {
 
 func (f *fixture) dial(t *testing.T, addr string) ab.AtomicBroadcastClient {
 	t.Helper()
+	return ab.NewAtomicBroadcastClient(f.dialConn(t, addr))
+}
+
+// dialConn opens a TLS connection to an orderer's client-facing endpoint.
+func (f *fixture) dialConn(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
 	tc, err := comm.ClientTLS([]string{f.layout.TLSCACertPath(false, ordDomain)}, "", "", "")
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +170,7 @@ func (f *fixture) dial(t *testing.T, addr string) ab.AtomicBroadcastClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return ab.NewAtomicBroadcastClient(cc)
+	return cc
 }
 
 func doBroadcast(t *testing.T, c ab.AtomicBroadcastClient, envs ...*cb.Envelope) []*ab.BroadcastResponse {

@@ -23,4 +23,4 @@ PATH="$TOOLS/bin:$PATH"
 protoc \
 	--go_out=. --go_opt=module=github.com/cairn-ledger/cairn \
 	--go-grpc_out=. --go-grpc_opt=module=github.com/cairn-ledger/cairn \
-	protos/cluster.proto protos/membership.proto
+	protos/cluster.proto protos/leadership.proto protos/membership.proto

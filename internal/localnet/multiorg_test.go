@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -17,6 +19,8 @@ import (
 	mspproto "github.com/hyperledger/fabric-protos-go-apiv2/msp"
 	pb "github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	lb "github.com/hyperledger/fabric-protos-go-apiv2/peer/lifecycle"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -63,6 +67,27 @@ func TestGatewayPlansEndorsementsAcrossOrganisations(t *testing.T) {
 	st := submitVALID(ctx, t, contract, "CreateAsset", id, "blue", "5", "Tomoko", "300")
 	if got := endorsingMSPs(t, network, st); !slices.Equal(got, []string{"Org1MSP", "Org2MSP"}) {
 		t.Fatalf("CreateAsset endorsed by %v, want Org1MSP and Org2MSP", got)
+	}
+
+	// 1b. The gateway submits to the raft leader: once it has asked the
+	// orderers who leads (its first submission above started that), no
+	// follower receives a transaction to forward.
+	before, leader := ordererBroadcasts(ctx, t, n)
+	for i := range 4 {
+		submitVALID(ctx, t, contract, "CreateAsset", fmt.Sprintf("%s-lead-%d", id, i), "blue", "5", "Tomoko", "300")
+	}
+	after, stillLeader := ordererBroadcasts(ctx, t, n)
+	if leader == "" || stillLeader != leader {
+		t.Fatalf("raft leader %q before the submissions, %q after; want one stable leader", leader, stillLeader)
+	}
+	for name, c := range after {
+		want := 0.0
+		if name == leader {
+			want = 4
+		}
+		if got := c - before[name]; got != want {
+			t.Errorf("orderer %s (leader %s) answered %v transactions, want %v", name, leader, got, want)
+		}
 	}
 
 	// 2. Upgrade through the gateways, as fabric-admin-sdk does.
@@ -181,6 +206,56 @@ func TestGatewayPlansEndorsementsAcrossOrganisations(t *testing.T) {
 	if !slices.Equal(failed, org2) {
 		t.Fatalf("error details name %v, want Org2's peers %v (%s)", failed, org2, errorText(err))
 	}
+}
+
+// ordererBroadcasts reads every orderer's /metrics: the envelopes of the
+// network's channel it answered SUCCESS to on Broadcast, by orderer name, and
+// the orderer that says it leads the channel.
+func ordererBroadcasts(ctx context.Context, t *testing.T, n *localnet.Network) (map[string]float64, string) {
+	t.Helper()
+	counts := map[string]float64{}
+	leader := ""
+	for _, p := range n.Processes() {
+		if p.Role != "orderer" {
+			continue
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.OperationsAddress+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s /metrics: %v", p.Name, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s /metrics: %v", p.Name, err)
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("%s /metrics: %v", p.Name, err)
+		}
+		counts[p.Name] = 0
+		for _, m := range families["cairn_orderer_broadcast_results_total"].GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["channel"] == n.Info.Channel && labels["status"] == "SUCCESS" {
+				counts[p.Name] = m.GetCounter().GetValue()
+			}
+		}
+		raft, err := localnet.ParseRaftMetrics(bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("%s /metrics: %v", p.Name, err)
+		}
+		if raft[n.Info.Channel].Leader {
+			leader = p.Name
+		}
+	}
+	return counts, leader
 }
 
 // submitVALID submits a transaction and waits for it to commit VALID. Right

@@ -10,9 +10,13 @@
 // stacks grow for the signature check, for every transaction. A stream that
 // fails fails its waiting callers; the next Broadcast opens a new one.
 //
+// The pool also learns which orderer leads each channel's raft group (see
+// Order), so that the gateway submits there and no follower has to forward.
+//
 // Concurrency: a *Pool is safe for concurrent use; Broadcast may run on many
-// goroutines at once. The pool owns one receiving goroutine per open stream;
-// Close stops them and waits for them. Close must not race with Broadcast
+// goroutines at once. The pool owns one receiving goroutine per open stream
+// and one goroutine per leader question under way; Close stops them and waits
+// for them. Close must not race with Broadcast
 // calls that should succeed: it closes connections in use.
 package orderers
 
@@ -43,6 +47,10 @@ type Config struct {
 	// this long for the orderer's answer ends the stream it waited on, on the
 	// view that the orderer stopped reading it (0: DefaultStallTimeout).
 	StallTimeout time.Duration
+	// LeaderRefresh is how old the pool's knowledge of a channel's raft
+	// leader may grow before Order asks the orderers again
+	// (0: DefaultLeaderRefresh).
+	LeaderRefresh time.Duration
 }
 
 // Pool caches one gRPC connection and one Broadcast stream per orderer
@@ -55,10 +63,13 @@ type Pool struct {
 	cancel context.CancelFunc
 	// receivers counts the streams' receiving goroutines.
 	receivers sync.WaitGroup
+	// askers counts the goroutines asking orderers who leads a channel.
+	askers sync.WaitGroup
 
 	mu      sync.Mutex
 	conns   map[key]*grpc.ClientConn
 	streams map[key]*stream
+	leaders map[string]*leaderView // by channel
 	closed  bool
 }
 
@@ -78,8 +89,11 @@ func NewPool(cfg Config) *Pool {
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = DefaultStallTimeout
 	}
+	if cfg.LeaderRefresh <= 0 {
+		cfg.LeaderRefresh = DefaultLeaderRefresh
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Pool{cfg: cfg, ctx: ctx, cancel: cancel, conns: make(map[key]*grpc.ClientConn), streams: make(map[key]*stream)}
+	return &Pool{cfg: cfg, ctx: ctx, cancel: cancel, conns: make(map[key]*grpc.ClientConn), streams: make(map[key]*stream), leaders: make(map[string]*leaderView)}
 }
 
 // Broadcast sends one envelope to the orderer at address over the pool's
@@ -190,8 +204,8 @@ func (p *Pool) connLocked(k key, roots [][]byte) (*grpc.ClientConn, error) {
 }
 
 // Close ends every stream (their waiting callers fail), closes every cached
-// connection and waits for the streams' goroutines; later Broadcasts fail
-// with ErrClosed.
+// connection and waits for the streams' goroutines and any leader questions
+// under way; later Broadcasts fail with ErrClosed.
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	p.closed = true
@@ -206,6 +220,7 @@ func (p *Pool) Close() error {
 	clear(p.streams)
 	p.mu.Unlock()
 	p.receivers.Wait()
+	p.askers.Wait()
 	return errors.Join(errs...)
 }
 

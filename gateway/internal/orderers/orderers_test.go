@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-ledger/cairn/protos/leadershippb"
 	"github.com/hyperledger/fabric-protos-go-apiv2/common"
 	ab "github.com/hyperledger/fabric-protos-go-apiv2/orderer"
 	"google.golang.org/grpc"
@@ -31,6 +32,9 @@ type echoOrderer struct {
 	streams    atomic.Int64
 	closeAfter int
 	silent     bool // read envelopes, never answer
+	// leadership, when set, is served as a Cairn orderer's Leadership
+	// service; without it the orderer answers Unimplemented, as Fabric's.
+	leadership *fakeLeadership
 }
 
 func (o *echoOrderer) Broadcast(srv grpc.BidiStreamingServer[common.Envelope, ab.BroadcastResponse]) error {
@@ -79,6 +83,9 @@ func startOrderer(t testing.TB, o *echoOrderer) (string, []byte) {
 		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12,
 	})))
 	ab.RegisterAtomicBroadcastServer(srv, o)
+	if o.leadership != nil {
+		leadershippb.RegisterLeadershipServer(srv, o.leadership)
+	}
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	return lis.Addr().String(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})

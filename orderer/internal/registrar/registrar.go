@@ -854,6 +854,22 @@ func (r *Registrar) Channel(id string) (*Channel, bool) {
 	return ch, true
 }
 
+// Leads reports whether this node leads the raft group of the active channel
+// id, with its raft term; ok is false when the channel is not joined or still
+// onboarding. A follower of the channel (not a consenter) never leads.
+func (r *Registrar) Leads(id string) (leads bool, term uint64, ok bool) {
+	ch, ok := r.Channel(id)
+	if !ok {
+		return false, 0, false
+	}
+	c := ch.chain.Load()
+	if c == nil {
+		return false, 0, true
+	}
+	st := c.Status()
+	return st.Running && st.Leader != 0 && st.Leader == st.ID, st.Term, true
+}
+
 // Statuses reports every consenter chain's raft status, by channel.
 func (r *Registrar) Statuses() map[string]chain.Status {
 	r.mu.Lock()
