@@ -15,9 +15,9 @@
 //
 // Concurrency: a *Pool is safe for concurrent use; Broadcast may run on many
 // goroutines at once. The pool owns one receiving goroutine per open stream
-// and one goroutine per leader question under way; Close stops them and waits
-// for them. Close must not race with Broadcast
-// calls that should succeed: it closes connections in use.
+// and one goroutine per round of leader questions under way; Close stops them
+// and waits for them. Close must not race with Broadcast calls that should
+// succeed: it closes connections in use.
 package orderers
 
 import (
