@@ -30,11 +30,12 @@ type leaderView struct {
 }
 
 // Order moves, in place, the orderer that last said it leads channel to the
-// front of order (a permutation of indexes into addresses), the others keeping
-// their relative order, and returns order. When what the pool knows is older than
-// Config.LeaderRefresh, it asks the orderers again in the background; the
-// answer serves later calls, never this one, so a submission never waits for
-// it. roots are the channel's orderer TLS roots, as for Broadcast.
+// front of order (a permutation of indexes into addresses), the others
+// keeping their relative order, and returns order. When what the pool knows
+// is older than Config.LeaderRefresh, it asks the orderers again in the
+// background; the answer serves later calls, never this one, so a submission
+// never waits for it. roots are the channel's orderer TLS roots, as for
+// Broadcast.
 func (p *Pool) Order(channel string, addresses []string, roots [][]byte, order []int) []int {
 	p.mu.Lock()
 	defer p.mu.Unlock()

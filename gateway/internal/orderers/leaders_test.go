@@ -127,20 +127,12 @@ func TestOrderWithoutLeadershipService(t *testing.T) {
 		a, r := startOrderer(t, &echoOrderer{})
 		addrs, roots = append(addrs, a), append(roots, r)
 	}
-	p := fastRefreshPool(t)
-	for range 3 {
-		p.Order("ch", addrs, roots, []int{1, 0})
-		waitAsked(t, p, "ch")
-		if got := p.Order("ch", addrs, roots, []int{1, 0}); !slices.Equal(got, []int{1, 0}) {
-			t.Fatalf("Order = %v, want the order given", got)
-		}
+	if got := orderOnceAsked(t, fastRefreshPool(t), addrs, roots, []int{1, 0}); !slices.Equal(got, []int{1, 0}) {
+		t.Fatalf("Order = %v, want the order given", got)
 	}
 
 	leaderless, lroots, ls := leaderCluster(t, 2)
-	p = fastRefreshPool(t)
-	p.Order("ch", leaderless, lroots, []int{1, 0})
-	waitAsked(t, p, "ch")
-	if got := p.Order("ch", leaderless, lroots, []int{1, 0}); !slices.Equal(got, []int{1, 0}) {
+	if got := orderOnceAsked(t, fastRefreshPool(t), leaderless, lroots, []int{1, 0}); !slices.Equal(got, []int{1, 0}) {
 		t.Fatalf("Order with no leader = %v, want the order given", got)
 	}
 	if ls[0].asked.Load() == 0 || ls[1].asked.Load() == 0 {
@@ -148,21 +140,25 @@ func TestOrderWithoutLeadershipService(t *testing.T) {
 	}
 }
 
-// waitAsked waits for a round of leader questions on channel to end.
-func waitAsked(t *testing.T, p *Pool, channel string) {
+// orderOnceAsked starts a round of leader questions on channel "ch" with
+// Order, waits for it to end and returns what Order makes of perm then.
+func orderOnceAsked(t *testing.T, p *Pool, addrs []string, roots [][]byte, perm []int) []int {
 	t.Helper()
+	p.Order("ch", addrs, roots, slices.Clone(perm))
 	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	for {
 		p.mu.Lock()
-		v := p.leaders[channel]
+		v := p.leaders["ch"]
 		done := v != nil && !v.asking && !v.asked.IsZero()
 		p.mu.Unlock()
 		if done {
-			return
+			return p.Order("ch", addrs, roots, slices.Clone(perm))
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no round of leader questions ended")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatal("no round of leader questions ended")
 }
 
 // TestForgetLeader: after a failed submission to the leader, the gateway's
@@ -194,7 +190,8 @@ func TestForgetLeader(t *testing.T) {
 	eventually(t, p, addrs, roots, []int{0, 1}, []int{1, 0})
 }
 
-// TestOrderAfterClose: a closed pool asks no one and leaves the order alone.
+// TestOrderAfterClose: a closed pool starts no round of questions, asks no
+// one and leaves the order alone.
 func TestOrderAfterClose(t *testing.T) {
 	addrs, roots, ls := leaderCluster(t, 1)
 	ls[0].set(true, 1)
@@ -202,6 +199,12 @@ func TestOrderAfterClose(t *testing.T) {
 	p.Close()
 	if got := p.Order("ch", addrs, roots, []int{0}); !slices.Equal(got, []int{0}) {
 		t.Fatalf("Order = %v", got)
+	}
+	p.mu.Lock()
+	v := p.leaders["ch"]
+	p.mu.Unlock()
+	if v != nil {
+		t.Fatalf("a closed pool started a round of leader questions: %+v", v)
 	}
 	if n := ls[0].asked.Load(); n != 0 {
 		t.Fatalf("a closed pool asked %d times", n)
