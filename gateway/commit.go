@@ -46,21 +46,14 @@ func (s *Server) commitStatus(ctx context.Context, signed *gp.SignedCommitStatus
 		defer cancel()
 	}
 	txID := req.GetTransactionId()
-	for {
-		// Read the height before looking the transaction up: if it commits in
-		// between, Wait returns at once and the next lookup finds it.
-		height := ledger.Height()
-		code, blockNum, found, err := ledger.TxValidationCode(txID)
-		if err != nil {
-			return nil, newRPCError(codes.Aborted, fmt.Sprintf("look up transaction %s: %v", txID, err))
-		}
-		if found {
-			return &gp.CommitStatusResponse{Result: code, BlockNumber: blockNum}, nil
-		}
-		if err := ledger.Wait(ctx, height); err != nil {
+	code, blockNum, err := ledger.WaitTxValidationCode(ctx, txID)
+	if err != nil {
+		if ctx.Err() != nil {
 			return nil, fmt.Errorf("wait for transaction %s: %w", txID, err)
 		}
+		return nil, newRPCError(codes.Aborted, fmt.Sprintf("look up transaction %s: %v", txID, err))
 	}
+	return &gp.CommitStatusResponse{Result: code, BlockNumber: blockNum}, nil
 }
 
 func (s *Server) chaincodeEvents(signed *gp.SignedChaincodeEventsRequest, stream grpc.ServerStreamingServer[gp.ChaincodeEventsResponse]) error {

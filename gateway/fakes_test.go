@@ -311,6 +311,23 @@ func (l *fakeLedger) TxValidationCode(txID string) (peer.TxValidationCode, uint6
 	return info.code, info.block, ok, nil
 }
 
+func (l *fakeLedger) WaitTxValidationCode(ctx context.Context, txID string) (peer.TxValidationCode, uint64, error) {
+	for {
+		l.mu.Lock()
+		info, ok := l.txs[txID]
+		ch := l.changed
+		l.mu.Unlock()
+		if ok {
+			return info.code, info.block, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
 // fakeChannels hosts one channel, "mychannel".
 type fakeChannels struct {
 	ledger    *fakeLedger

@@ -52,6 +52,10 @@ type Ledger interface {
 	Block(n uint64) (*common.Block, error)
 	Wait(ctx context.Context, n uint64) error // returns when Height() > n, or ctx.Err()
 	TxValidationCode(txID string) (code peer.TxValidationCode, blockNum uint64, found bool, err error)
+	// WaitTxValidationCode returns the validation code of the first
+	// transaction with txID and its block number, waiting for it to commit;
+	// it returns ctx's error if ctx ends first.
+	WaitTxValidationCode(ctx context.Context, txID string) (code peer.TxValidationCode, blockNum uint64, err error)
 }
 
 // Channels resolves channels hosted by this peer.

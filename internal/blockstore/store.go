@@ -572,7 +572,7 @@ func (s *Store) indexBlock(batch *leveldb.Batch, pending map[string]struct{}, b 
 func (s *Store) indexTxIDs(batch *leveldb.Batch, pending map[string]struct{}, b *cb.Block) error {
 	n := b.Header.Number
 	for i := range b.Data.Data {
-		id, ok := txID(b.Data.Data[i])
+		id, ok := TxID(b.Data.Data[i])
 		if !ok || id == "" {
 			// Unparsable envelopes stay in the block (the peer marks them
 			// invalid) but have no tx ID to find them by.

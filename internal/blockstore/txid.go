@@ -15,13 +15,13 @@ const (
 	fieldHeaderChannelHeader = 1
 )
 
-// txID returns the tx ID in the channel header of a marshalled envelope, as
+// TxID returns the tx ID in the channel header of a marshalled envelope, as
 // proto-decoding the envelope, its payload and its channel header would, and
 // ok=false where that decoding fails. It finds the channel header by walking
 // the wire format, so the payload (most of the envelope) is neither copied nor
 // decoded; only the small channel header is decoded in full. An envelope whose
 // path repeats a field (which protobuf would merge) takes the full decode.
-func txID(raw []byte) (string, bool) {
+func TxID(raw []byte) (string, bool) {
 	payload, ok := onlyBytesField(raw, fieldEnvelopePayload)
 	if !ok {
 		return slowTxID(raw)

@@ -27,7 +27,7 @@ func FuzzTxID(f *testing.F) {
 	f.Add([]byte{0x0a, 0x02, 0xff, 0xff})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		gotID, gotOK := txID(raw)
+		gotID, gotOK := TxID(raw)
 		wantID, wantOK := slowTxID(raw)
 		if gotID != wantID || gotOK != wantOK {
 			t.Fatalf("txID = %q, %v; full decode %q, %v", gotID, gotOK, wantID, wantOK)
@@ -39,7 +39,7 @@ func BenchmarkTxID(b *testing.B) {
 	raw := envelope(b, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", 1900)
 	b.Run("wire", func(b *testing.B) {
 		for range b.N {
-			if _, ok := txID(raw); !ok {
+			if _, ok := TxID(raw); !ok {
 				b.Fatal("no tx ID")
 			}
 		}

@@ -114,6 +114,8 @@ type Ledger struct {
 	// filters keeps the validation codes of the last blocks committed by this
 	// Ledger, for TxValidationCode.
 	filters recentFilters
+	// waiters are the callers of WaitTxValidationCode.
+	waiters txWaiters
 }
 
 // Open opens (creating if needed) the ledger in cfg.Dir and brings the state
@@ -285,6 +287,7 @@ func (l *Ledger) CommitDecoded(b *common.Block, codes []peer.TxValidationCode, d
 		l.applied(slices.Collect(maps.Keys(u.byNS)))
 	}
 	l.publish(num + 1)
+	l.waiters.committed(b, final)
 	return final, nil
 }
 
