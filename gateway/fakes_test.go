@@ -313,17 +313,12 @@ func (l *fakeLedger) TxValidationCode(txID string) (peer.TxValidationCode, uint6
 
 func (l *fakeLedger) WaitTxValidationCode(ctx context.Context, txID string) (peer.TxValidationCode, uint64, error) {
 	for {
-		l.mu.Lock()
-		info, ok := l.txs[txID]
-		ch := l.changed
-		l.mu.Unlock()
-		if ok {
-			return info.code, info.block, nil
+		h := l.Height() // before the look-up: a commit in between ends Wait at once
+		if code, n, found, _ := l.TxValidationCode(txID); found {
+			return code, n, nil
 		}
-		select {
-		case <-ctx.Done():
-			return 0, 0, ctx.Err()
-		case <-ch:
+		if err := l.Wait(ctx, h); err != nil {
+			return 0, 0, err
 		}
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/cairn-ledger/cairn/internal/envelope"
 	"github.com/cairn-ledger/cairn/internal/netconfig"
 	"github.com/cairn-ledger/cairn/internal/policy"
+	"github.com/cairn-ledger/cairn/internal/proccpu"
 	"github.com/cairn-ledger/cairn/peer/internal/channel"
 	"github.com/cairn-ledger/cairn/peer/internal/ledger"
 	"github.com/cairn-ledger/cairn/peer/internal/lifecycle"
@@ -503,7 +504,7 @@ func (c *BenchChain) Replay(ctx context.Context) (BenchResult, error) {
 	for {
 		h := ch.Ledger().Height()
 		if start.IsZero() && h > c.setup {
-			start, cpu = time.Now(), processCPU()
+			start, cpu = time.Now(), proccpu.Self()
 		}
 		if h >= final {
 			break
@@ -518,7 +519,7 @@ func (c *BenchChain) Replay(ctx context.Context) (BenchResult, error) {
 			return BenchResult{}, fmt.Errorf("channel stopped at height %d of %d: %w", h, final, err)
 		}
 	}
-	elapsed, cpu := time.Since(start), processCPU()-cpu
+	elapsed, cpu := time.Since(start), proccpu.Self()-cpu
 	if err := stop(); err != nil {
 		return BenchResult{}, err
 	}
@@ -544,11 +545,11 @@ func (c *BenchChain) Commit(ctx context.Context) (BenchResult, error) {
 	if err := ch.CommitBlocks(ctx, blocks[:c.setup]); err != nil {
 		return BenchResult{}, fmt.Errorf("setup blocks: %w", err)
 	}
-	start, cpu := time.Now(), processCPU()
+	start, cpu := time.Now(), proccpu.Self()
 	if err := ch.CommitBlocks(ctx, blocks[c.setup:]); err != nil {
 		return BenchResult{}, err
 	}
-	elapsed, cpu := time.Since(start), processCPU()-cpu
+	elapsed, cpu := time.Since(start), proccpu.Self()-cpu
 	return c.result(ch, BenchModeCommit, elapsed, cpu)
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -12,6 +11,8 @@ import (
 	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/cairn-ledger/cairn/internal/proccpu"
 )
 
 // The cost of one GetState round trip (issue 5): a real fabric-chaincode-go
@@ -78,15 +79,6 @@ func startGetter(b *testing.B, s *Support, addr string, pki *testPKI) {
 	}
 }
 
-// cpuNow is this process's user+system CPU time (both ends run here).
-func cpuNow(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 func BenchmarkGetStateRoundTrip(b *testing.B) {
 	const n = 50 // GetStates in the measured transaction
 	s := New(Config{})
@@ -103,12 +95,12 @@ func BenchmarkGetStateRoundTrip(b *testing.B) {
 		txID := fmt.Sprintf("tx%08d", tx)
 		input := args("get", strconv.Itoa(gets))
 		sp := signedProposal(b, channelID, txID, pki.identityPEM, input, nil)
-		c0, t0 := cpuNow(b), time.Now()
+		c0, t0 := proccpu.Self(), time.Now()
 		res, err := s.Execute(context.Background(), Invocation{
 			PackageID: getterID, Namespace: "getter", ChannelID: channelID, TxID: txID,
 			SignedProposal: sp, Input: input,
 		}, newMemSim(world))
-		wall, cpu = time.Since(t0), cpuNow(b)-c0
+		wall, cpu = time.Since(t0), proccpu.Self()-c0
 		if err != nil || res.Response.Status != 200 {
 			b.Fatalf("get %d: %v %v", gets, err, res)
 		}

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hyperledger/fabric-protos-go-apiv2/ledger/rwset"
 	"github.com/hyperledger/fabric-protos-go-apiv2/ledger/rwset/kvrwset"
 	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
+
+	"github.com/cairn-ledger/cairn/internal/proccpu"
 )
 
 type waitResult struct {
@@ -101,8 +102,10 @@ func TestWaitTxValidationCode(t *testing.T) {
 	if r := receive(t, later); r.err != nil || r.code != valid || r.blockNum != 2 {
 		t.Errorf("waiter of b2-0: %+v, want VALID in block 2", r)
 	}
-	if n := len(l.waiters.m); n != 0 {
-		t.Errorf("%d tx IDs still have waiters after every wait returned", n)
+	for _, id := range []string{"early-0", "b1-0", "b1-1", "b2-0"} {
+		if n := waitersFor(l, id); n != 0 {
+			t.Errorf("%d waiters left for %s after every wait returned", n, id)
+		}
 	}
 }
 
@@ -262,7 +265,7 @@ func BenchmarkCommitStatusWaits(b *testing.B) {
 				for n := range ahead {
 					startWaiters(n)
 				}
-				cpu0 := cpuTime(b)
+				cpu0 := proccpu.Self()
 				b.ResetTimer()
 				for n := range blocks {
 					sets := make([]*rwset.TxReadWriteSet, perBlock)
@@ -274,17 +277,8 @@ func BenchmarkCommitStatusWaits(b *testing.B) {
 				}
 				wg.Wait()
 				b.StopTimer()
-				b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(blocks*perBlock), "cpu-ns/tx")
+				b.ReportMetric(float64((proccpu.Self()-cpu0).Nanoseconds())/float64(blocks*perBlock), "cpu-ns/tx")
 			})
 		}
 	}
-}
-
-// cpuTime is the user and system CPU time the process has used, in ns.
-func cpuTime(tb testing.TB) int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatalf("getrusage: %v", err)
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }

@@ -1,14 +1,14 @@
 //go:build unix
 
-package peer
+package proccpu
 
 import (
 	"syscall"
 	"time"
 )
 
-// processCPU is the CPU time (user and system) the process has used so far.
-func processCPU() time.Duration {
+// Self is the CPU time (user and system) this process has used so far.
+func Self() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
