@@ -32,6 +32,8 @@ func newBenchGatewayCmd() *cobra.Command {
 		hotKeys      int
 		batchTimeout time.Duration
 		maxMessages  uint32
+		commitStatus string
+		chaincode    string
 		asJSON       bool
 	)
 	c := &cobra.Command{
@@ -42,7 +44,11 @@ func newBenchGatewayCmd() *cobra.Command {
 			"CreateAsset of the sample contract with a fresh key (SubmitAsync, then the commit status), one\n" +
 			"transaction at a time; --hot-keys PCT makes that share of them UpdateAsset of a few hot assets\n" +
 			"(expect MVCC_READ_CONFLICT). The client signs proposal, transaction and status request as any\n" +
-			"application does; that CPU is part of the figures.\n" +
+			"application does; that CPU is part of the figures. --commit-status events has each client learn\n" +
+			"its transaction's code from its connection's filtered block events (one stream per connection,\n" +
+			"as Fabric 1.4 SDKs' event hubs did) instead of one CommitStatus call per transaction.\n" +
+			"--chaincode shimcheck invokes Put of the plain-shim chaincode shimcheck (one PutState; PutGet for\n" +
+			"hot keys) instead; without --network the bench runs it as a chaincode service and deploys it.\n" +
 			"Use --network DIR for a running network (network.json); without it, a local network of 3 orderers\n" +
 			"and 2 organisations with 1 peer each (chaincode basic, MAJORITY endorsement) is started with\n" +
 			"--batch-timeout and stopped afterwards. tps counts VALID commits in the measured window;\n" +
@@ -54,6 +60,10 @@ func newBenchGatewayCmd() *cobra.Command {
 			defer cancel()
 			out := cmd.OutOrStdout()
 			progress := cmd.ErrOrStderr()
+			if chaincode != "basic" && chaincode != "shimcheck" {
+				return fmt.Errorf("--chaincode %q: want basic or shimcheck", chaincode)
+			}
+			var ccProcs []bench.Process
 			dir := networkDir
 			if dir == "" {
 				net, err := netconfig.Generate(2, 1, 3)
@@ -68,6 +78,14 @@ func newBenchGatewayCmd() *cobra.Command {
 				}
 				defer n.Close()
 				dir = n.Dir
+				if chaincode == "shimcheck" {
+					cc, err := deployShimcheck(ctx, dir, n.Binary, net, progress)
+					if err != nil {
+						return err
+					}
+					defer cc.stop()
+					ccProcs = append(ccProcs, bench.Process{Role: "chaincode", PID: cc.cmd.Process.Pid})
+				}
 			}
 			info, err := localnet.LoadInfo(dir)
 			if err != nil {
@@ -76,7 +94,7 @@ func newBenchGatewayCmd() *cobra.Command {
 			cfg := bench.GatewayConfig{
 				Info: info, Clients: clients, Conns: conns,
 				Duration: duration, Warmup: warmup, HotPct: hotPct, HotKeys: hotKeys,
-				Progress: progress,
+				CommitStatus: commitStatus, Chaincode: chaincode, Progress: progress,
 			}
 			if procs, err := localnet.LoadProcesses(dir); err == nil {
 				for _, p := range procs {
@@ -86,6 +104,7 @@ func newBenchGatewayCmd() *cobra.Command {
 					}
 				}
 			}
+			cfg.Processes = append(cfg.Processes, ccProcs...)
 			res, err := bench.Gateway(ctx, cfg)
 			if err != nil {
 				return err
@@ -110,6 +129,8 @@ func newBenchGatewayCmd() *cobra.Command {
 	c.Flags().IntVar(&hotKeys, "hot-key-count", bench.DefaultHotKeys, "number of hot assets, with --hot-keys")
 	c.Flags().DurationVar(&batchTimeout, "batch-timeout", DefaultBenchBatchTimeout, "BatchTimeout of the channel when the bench starts its own network")
 	c.Flags().Uint32Var(&maxMessages, "max-message-count", 500, "MaxMessageCount of the channel when the bench starts its own network")
+	c.Flags().StringVar(&chaincode, "chaincode", "basic", "chaincode to invoke: basic (CreateAsset) or shimcheck (Put; deployed as a chaincode service when the bench starts its own network)")
+	c.Flags().StringVar(&commitStatus, "commit-status", bench.CommitByRPC, "how a client learns its transaction committed: rpc (a CommitStatus call per transaction) or events (its connection's filtered block events)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object: tps, p50_ms, p99_ms, committed, errors, codes, cpu_us_per_tx, …")
 	return c
 }

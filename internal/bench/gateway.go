@@ -29,6 +29,10 @@ const (
 	DefaultGatewayConns = 4
 	DefaultHotKeys      = 8
 	DefaultWarmup       = 3 * time.Second
+	// CommitByRPC and CommitByEvents are the ways GatewayConfig.CommitStatus
+	// names for a client to learn that its transaction committed.
+	CommitByRPC    = "rpc"
+	CommitByEvents = "events"
 	// drainTimeout bounds how long the transactions in flight at the end of
 	// the window may take to report their commit status.
 	drainTimeout = 30 * time.Second
@@ -38,8 +42,10 @@ const (
 // fabric-gateway client: each client submits transactions of the sample
 // contract (SubmitAsync, then the commit status) one at a time.
 type GatewayConfig struct {
-	// Info is the network (network.json); Chaincode the sample contract to
-	// invoke (default basic).
+	// Info is the network (network.json); Chaincode the chaincode to invoke:
+	// basic (default; CreateAsset of a fresh asset, UpdateAsset of a hot one)
+	// or shimcheck (Put of a fresh key, PutGet of a hot one: the plain-shim
+	// contract of `cairn bench endorse`).
 	Info      *localnet.Info
 	Chaincode string
 	// User is the client identity of every organisation (default user1).
@@ -59,6 +65,14 @@ type GatewayConfig struct {
 	// (MVCC_READ_CONFLICT).
 	HotPct  float64
 	HotKeys int
+	// CommitStatus is how each client learns its transaction's validation
+	// code: CommitByRPC (default) asks the gateway with Commit.Status, one
+	// signed CommitStatus call per transaction, as the fabric-gateway samples
+	// do; CommitByEvents reads it from the filtered block events of the
+	// client's gateway connection (one stream per connection, every client
+	// registering its transaction ID before it submits), as applications of
+	// Fabric 1.4's SDKs did with their event hubs.
+	CommitStatus string
 	// Processes are the network's processes on this machine whose CPU time
 	// counts, with the benchmark's own, towards CPUPerTxUs.
 	Processes []Process
@@ -110,6 +124,9 @@ type GatewayResult struct {
 	Conns      int     `json:"conns"`
 	HotPct     float64 `json:"hot_pct"`
 	HotKeys    int     `json:"hot_keys"`
+	// CommitStatus is GatewayConfig.CommitStatus: "rpc" or "events".
+	CommitStatus string `json:"commit_status"`
+	Chaincode    string `json:"chaincode"`
 	// CPUPerTxUs is the CPU time (user+system) this process and Processes used
 	// during the window, per transaction committed in it (any code). The
 	// client's signing (proposal, transaction, commit-status request: three
@@ -186,6 +203,13 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (*GatewayResult, error) {
 	if cfg.HotPct < 0 || cfg.HotPct > 100 {
 		return nil, fmt.Errorf("hot-key percentage %g is outside 0–100", cfg.HotPct)
 	}
+	switch cfg.CommitStatus {
+	case "":
+		cfg.CommitStatus = CommitByRPC
+	case CommitByRPC, CommitByEvents:
+	default:
+		return nil, fmt.Errorf("commit status %q: want %q or %q", cfg.CommitStatus, CommitByRPC, CommitByEvents)
+	}
 	if cfg.Warmup < 0 {
 		cfg.Warmup = 0
 	}
@@ -198,8 +222,8 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (*GatewayResult, error) {
 	}
 	r := &gatewayRun{cfg: cfg, prefix: "gw-" + hex.EncodeToString(id[:]) + "-"}
 
-	contracts := make([]*client.Contract, cfg.Conns)
-	for i := range contracts {
+	conns := make([]*gatewayConn, cfg.Conns)
+	for i := range conns {
 		org, peer := connTarget(cfg.Info, i)
 		gw, conn, err := localnet.ConnectGateway(cfg.Info, org, peer, cfg.User)
 		if err != nil {
@@ -207,18 +231,43 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (*GatewayResult, error) {
 		}
 		defer conn.Close()
 		defer gw.Close()
-		contracts[i] = gw.GetNetwork(cfg.Info.Channel).GetContract(cfg.Chaincode)
+		network := gw.GetNetwork(cfg.Info.Channel)
+		conns[i] = &gatewayConn{network: network, contract: network.GetContract(cfg.Chaincode)}
 	}
+	// The event streams live until every client is done; their readers are
+	// waited for.
+	eventsCtx, stopEvents := context.WithCancel(ctx)
+	var readers sync.WaitGroup
+	defer func() {
+		stopEvents()
+		readers.Wait()
+	}()
 	// One transaction per connection before anything else: it opens the
-	// connections and fails fast with the gateway's message.
-	for i, c := range contracts {
-		if err := submitAndWait(ctx, c, "CreateAsset", assetArgs(r.prefix+"pre-"+strconv.Itoa(i))); err != nil {
+	// connections and fails fast with the gateway's message. With events, the
+	// connection's stream starts after that transaction's block, so no block
+	// a client's transaction can land in is missed.
+	for i, c := range conns {
+		fn, args := r.txFor(r.prefix+"pre-"+strconv.Itoa(i), false)
+		block, err := submitAndWait(ctx, c.contract, fn, args)
+		if err != nil {
 			return nil, fmt.Errorf("first transaction through connection %d: %w", i, err)
+		}
+		if cfg.CommitStatus == CommitByEvents {
+			blocks, err := c.network.FilteredBlockEvents(eventsCtx, client.WithStartBlock(block+1))
+			if err != nil {
+				return nil, fmt.Errorf("filtered block events of connection %d: %w", i, err)
+			}
+			c.events = newTxEvents()
+			readers.Add(1)
+			go func() {
+				defer readers.Done()
+				c.events.run(blocks)
+			}()
 		}
 	}
 	if cfg.HotPct > 0 {
 		fmt.Fprintf(cfg.Progress, "» creating %d hot assets\n", cfg.HotKeys)
-		if err := r.createHotAssets(ctx, contracts); err != nil {
+		if err := r.createHotAssets(ctx, conns); err != nil {
 			return nil, err
 		}
 	}
@@ -250,7 +299,7 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (*GatewayResult, error) {
 		close(cpuAt)
 	}()
 
-	fmt.Fprintf(cfg.Progress, "» %d clients submitting over %d gateway connections: %s warm-up, %s measured\n", cfg.Clients, cfg.Conns, cfg.Warmup, cfg.Duration)
+	fmt.Fprintf(cfg.Progress, "» %d clients submitting over %d gateway connections (commit status by %s): %s warm-up, %s measured\n", cfg.Clients, cfg.Conns, cfg.CommitStatus, cfg.Warmup, cfg.Duration)
 	stats := make([]*gatewayStats, cfg.Clients)
 	var wg sync.WaitGroup
 	for c := range cfg.Clients {
@@ -259,7 +308,7 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (*GatewayResult, error) {
 		go func() {
 			defer wg.Done()
 			rng := mrand.New(mrand.NewPCG(uint64(c), uint64(start.UnixNano())))
-			r.client(runCtx, contracts[c%len(contracts)], rng, stats[c])
+			r.client(runCtx, conns[c%len(conns)], rng, stats[c])
 		}()
 	}
 	wg.Wait()
@@ -280,6 +329,15 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (*GatewayResult, error) {
 	return res, nil
 }
 
+// gatewayConn is one gateway connection the clients share.
+type gatewayConn struct {
+	network  *client.Network
+	contract *client.Contract
+	// events is the connection's filtered block event stream, with
+	// CommitByEvents; nil otherwise.
+	events *txEvents
+}
+
 // connTarget is the organisation and peer index that gateway connection i
 // goes to: organisations in turn, then their peers in turn.
 func connTarget(info *localnet.Info, i int) (org, peer int) {
@@ -297,17 +355,34 @@ func assetArgs(id string) []string {
 	return []string{id, "blue", "5", "cairn-bench", "300"}
 }
 
+// txFor is the function and arguments of a transaction on key id: a fresh key
+// is written without being read; a hot one is read and written, so concurrent
+// transactions on it conflict.
+func (r *gatewayRun) txFor(id string, hot bool) (string, []string) {
+	if r.cfg.Chaincode == "shimcheck" {
+		if hot {
+			return "PutGet", []string{id, putValue}
+		}
+		return FunctionPut, []string{id, putValue}
+	}
+	if hot {
+		return "UpdateAsset", assetArgs(id)
+	}
+	return "CreateAsset", assetArgs(id)
+}
+
 func (r *gatewayRun) hotID(i int) string { return r.prefix + "hot-" + strconv.Itoa(i) }
 
 // createHotAssets creates the hot assets, in parallel, and waits for them.
-func (r *gatewayRun) createHotAssets(ctx context.Context, contracts []*client.Contract) error {
+func (r *gatewayRun) createHotAssets(ctx context.Context, conns []*gatewayConn) error {
 	errs := make([]error, r.cfg.HotKeys)
 	var wg sync.WaitGroup
 	for i := range r.cfg.HotKeys {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = submitAndWait(ctx, contracts[i%len(contracts)], "CreateAsset", assetArgs(r.hotID(i)))
+			fn, args := r.txFor(r.hotID(i), false)
+			_, errs[i] = submitAndWait(ctx, conns[i%len(conns)].contract, fn, args)
 		}()
 	}
 	wg.Wait()
@@ -317,19 +392,60 @@ func (r *gatewayRun) createHotAssets(ctx context.Context, contracts []*client.Co
 	return nil
 }
 
-func submitAndWait(ctx context.Context, c *client.Contract, fn string, args []string) error {
+// submitAndWait submits one transaction and asks for its commit status; it
+// returns the transaction's block.
+func submitAndWait(ctx context.Context, c *client.Contract, fn string, args []string) (uint64, error) {
 	_, commit, err := c.SubmitAsyncWithContext(ctx, fn, client.WithArguments(args...))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	st, err := commit.StatusWithContext(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if !st.Successful {
-		return fmt.Errorf("transaction %s committed with code %s", st.TransactionID, st.Code)
+		return 0, fmt.Errorf("transaction %s committed with code %s", st.TransactionID, st.Code)
 	}
-	return nil
+	return st.BlockNumber, nil
+}
+
+// submit runs one transaction through gc and returns its validation code and
+// block, learnt as cfg.CommitStatus says.
+func (r *gatewayRun) submit(ctx context.Context, gc *gatewayConn, fn string, args []string) (pb.TxValidationCode, uint64, error) {
+	if gc.events == nil {
+		_, commit, err := gc.contract.SubmitAsyncWithContext(ctx, fn, client.WithArguments(args...))
+		if err != nil {
+			return 0, 0, err
+		}
+		st, err := commit.StatusWithContext(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		return st.Code, st.BlockNumber, nil
+	}
+	// SubmitAsync's steps, with the transaction ID registered before the
+	// transaction can reach an orderer.
+	prop, err := gc.contract.NewProposal(fn, client.WithArguments(args...))
+	if err != nil {
+		return 0, 0, err
+	}
+	id := prop.TransactionID()
+	done := gc.events.register(id)
+	tx, err := prop.EndorseWithContext(ctx)
+	if err == nil {
+		_, err = tx.SubmitWithContext(ctx)
+	}
+	if err != nil {
+		gc.events.forget(id)
+		return 0, 0, err
+	}
+	select {
+	case o := <-done:
+		return o.code, o.block, o.err
+	case <-ctx.Done():
+		gc.events.forget(id)
+		return 0, 0, ctx.Err()
+	}
 }
 
 // pickHot reports whether the next transaction updates a hot key, and which:
@@ -343,31 +459,28 @@ func pickHot(rng *mrand.Rand, pct float64, keys int) (bool, int) {
 
 // client submits one transaction at a time until the end of the window, then
 // waits for the last one's status.
-func (r *gatewayRun) client(ctx context.Context, c *client.Contract, rng *mrand.Rand, st *gatewayStats) {
+func (r *gatewayRun) client(ctx context.Context, gc *gatewayConn, rng *mrand.Rand, st *gatewayStats) {
 	for ctx.Err() == nil {
 		t0 := time.Now()
 		if !t0.Before(r.end) {
 			return
 		}
-		fn, id := "CreateAsset", ""
-		if hot, k := pickHot(rng, r.cfg.HotPct, r.cfg.HotKeys); hot {
-			fn, id = "UpdateAsset", r.hotID(k)
+		hot, k := pickHot(rng, r.cfg.HotPct, r.cfg.HotKeys)
+		var id string
+		if hot {
+			id = r.hotID(k)
 		} else {
 			id = r.prefix + strconv.FormatInt(r.next.Add(1), 10)
 		}
+		fn, args := r.txFor(id, hot)
 		st.submitted++
-		_, commit, err := c.SubmitAsyncWithContext(ctx, fn, client.WithArguments(assetArgs(id)...))
-		if err != nil {
-			r.fail(st, err)
-			continue
-		}
-		status, err := commit.StatusWithContext(ctx)
+		code, block, err := r.submit(ctx, gc, fn, args)
 		now := time.Now()
 		if err != nil {
 			r.fail(st, err)
 			continue
 		}
-		st.record(r, status.Code, status.BlockNumber, t0, now)
+		st.record(r, code, block, t0, now)
 	}
 }
 
@@ -417,7 +530,7 @@ func errorPhase(err error) string {
 		return phaseEndorse
 	case errors.As(err, &submit):
 		return phaseSubmit
-	case errors.As(err, &status):
+	case errors.As(err, &status), errors.Is(err, errEventsEnded):
 		return phaseStatus
 	}
 	return phaseOther
@@ -429,6 +542,7 @@ func (r *gatewayRun) result(stats []*gatewayStats) *GatewayResult {
 		Codes: map[string]int64{}, ErrorsByPhase: map[string]int64{},
 		Seconds: r.cfg.Duration.Seconds(), FirstError: r.firstErr,
 		Clients: r.cfg.Clients, Conns: r.cfg.Conns, HotPct: r.cfg.HotPct,
+		CommitStatus: r.cfg.CommitStatus, Chaincode: r.cfg.Chaincode,
 	}
 	if r.cfg.HotPct > 0 {
 		res.HotKeys = r.cfg.HotKeys

@@ -1,9 +1,12 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,5 +113,35 @@ func TestGatewayStatsAndResult(t *testing.T) {
 	}
 	if res.HotKeys != 4 || res.FirstError == "" {
 		t.Errorf("hot keys %d, first error %q", res.HotKeys, res.FirstError)
+	}
+}
+
+// TestTxFor: a fresh key is written without a read; a hot key is read and
+// written, so that concurrent updates conflict, for either chaincode.
+func TestTxFor(t *testing.T) {
+	for _, tc := range []struct {
+		chaincode string
+		hot       bool
+		fn        string
+		args      []string
+	}{
+		{"basic", false, "CreateAsset", assetArgs("k")},
+		{"basic", true, "UpdateAsset", assetArgs("k")},
+		{"shimcheck", false, "Put", []string{"k", putValue}},
+		{"shimcheck", true, "PutGet", []string{"k", putValue}},
+	} {
+		r := &gatewayRun{cfg: GatewayConfig{Chaincode: tc.chaincode}}
+		fn, args := r.txFor("k", tc.hot)
+		if fn != tc.fn || !slices.Equal(args, tc.args) {
+			t.Errorf("%s hot=%v: %s %q, want %s %q", tc.chaincode, tc.hot, fn, args, tc.fn, tc.args)
+		}
+	}
+}
+
+func TestGatewayRejectsUnknownCommitStatus(t *testing.T) {
+	info := &localnet.Info{Organizations: []localnet.Organization{{Peers: []localnet.Peer{{Name: "p"}}}}}
+	_, err := Gateway(context.Background(), GatewayConfig{Info: info, CommitStatus: "poll"})
+	if err == nil || !strings.Contains(err.Error(), `"poll"`) {
+		t.Fatalf("err %v, want one naming the unknown mode", err)
 	}
 }
