@@ -26,7 +26,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Ledger is the committed chain of one channel as the deliver service reads it.
+// Ledger is the committed chain of one channel as the deliver service reads
+// it. Implementations must be comparable (a pointer, typically): the server
+// tells ledgers apart with == to share the responses built for their blocks.
 type Ledger interface {
 	Height() uint64
 	Block(n uint64) (*common.Block, error)
@@ -68,6 +70,8 @@ type Server struct {
 	peer.UnimplementedDeliverServer
 	cfg Config
 	log *slog.Logger
+	// filtered is shared by the DeliverFiltered streams.
+	filtered shared
 }
 
 var _ peer.DeliverServer = (*Server)(nil)
@@ -88,37 +92,41 @@ func New(cfg Config) *Server {
 
 type stream = grpc.BidiStreamingServer[common.Envelope, peer.DeliverResponse]
 
-// blockSender turns one committed block into the response a stream type sends.
-type blockSender func(b *common.Block) (*peer.DeliverResponse, error)
+// blockSender turns one committed block into the response a stream type
+// sends. With cache set, the streams of that type share their responses.
+type blockSender struct {
+	build func(b *common.Block) (*peer.DeliverResponse, error)
+	cache *shared
+}
 
 // Deliver streams full blocks.
 func (s *Server) Deliver(srv stream) error {
-	return s.handle(srv, ResourceBlock, func(b *common.Block) (*peer.DeliverResponse, error) {
+	return s.handle(srv, ResourceBlock, blockSender{build: func(b *common.Block) (*peer.DeliverResponse, error) {
 		return &peer.DeliverResponse{Type: &peer.DeliverResponse_Block{Block: b}}, nil
-	})
+	}})
 }
 
 // DeliverFiltered streams filtered blocks: transaction IDs, types, validation
 // codes and chaincode events without their payloads.
 func (s *Server) DeliverFiltered(srv stream) error {
-	return s.handle(srv, ResourceFilteredBlock, func(b *common.Block) (*peer.DeliverResponse, error) {
+	return s.handle(srv, ResourceFilteredBlock, blockSender{build: func(b *common.Block) (*peer.DeliverResponse, error) {
 		fb, err := FilterBlock(b)
 		if err != nil {
 			return nil, err
 		}
 		return &peer.DeliverResponse{Type: &peer.DeliverResponse_FilteredBlock{FilteredBlock: fb}}, nil
-	})
+	}, cache: &s.filtered})
 }
 
 // DeliverWithPrivateData streams blocks with the private data the client may
 // read. Cairn's walking skeleton has no private data store yet, so the map is
 // always empty.
 func (s *Server) DeliverWithPrivateData(srv stream) error {
-	return s.handle(srv, ResourceBlock, func(b *common.Block) (*peer.DeliverResponse, error) {
+	return s.handle(srv, ResourceBlock, blockSender{build: func(b *common.Block) (*peer.DeliverResponse, error) {
 		return &peer.DeliverResponse{Type: &peer.DeliverResponse_BlockAndPrivateData{
 			BlockAndPrivateData: &peer.BlockAndPrivateData{Block: b},
 		}}, nil
-	})
+	}})
 }
 
 // handle serves seek requests on one stream until the client hangs up or a
@@ -220,22 +228,17 @@ func (s *Server) deliverBlocks(srv stream, resource string, env *common.Envelope
 				return common.Status_INTERNAL_SERVER_ERROR, fmt.Errorf("wait for block %d: %w", next, err)
 			}
 		}
-		b, err := ledger.Block(next)
-		if err != nil {
-			log.Error("read block", "block", next, "err", err)
-			return common.Status_SERVICE_UNAVAILABLE, nil
+		resp, config, st, err := s.response(ledger, next, send, log)
+		if st != common.Status_SUCCESS || err != nil {
+			return st, err
 		}
 		// A config block may change who may read the channel: check again, as
 		// Fabric's session access control does on config sequence changes.
-		if block.IsConfig(b) {
+		if config {
 			if err := s.cfg.Channels.CheckACL(req.channelID, resource, req.signed); err != nil {
 				log.Warn("client authorization revoked for deliver request", "resource", resource, "err", err)
 				return common.Status_FORBIDDEN, nil
 			}
-		}
-		resp, err := send(b)
-		if err != nil {
-			return common.Status_INTERNAL_SERVER_ERROR, fmt.Errorf("prepare block %d: %w", next, err)
 		}
 		if err := srv.Send(resp); err != nil {
 			return common.Status_INTERNAL_SERVER_ERROR, fmt.Errorf("send block %d: %w", next, err)
@@ -245,6 +248,31 @@ func (s *Server) deliverBlocks(srv stream, resource string, env *common.Envelope
 		}
 		next++
 	}
+}
+
+// response is what a stream of send's type sends for committed block n, and
+// whether that block is a config block; from send's shared cache when another
+// stream built it already.
+func (s *Server) response(ledger Ledger, n uint64, send blockSender, log *slog.Logger) (*peer.DeliverResponse, bool, common.Status, error) {
+	if send.cache != nil {
+		if resp, config, ok := send.cache.get(ledger, n); ok {
+			return resp, config, common.Status_SUCCESS, nil
+		}
+	}
+	b, err := ledger.Block(n)
+	if err != nil {
+		log.Error("read block", "block", n, "err", err)
+		return nil, false, common.Status_SERVICE_UNAVAILABLE, nil
+	}
+	resp, err := send.build(b)
+	if err != nil {
+		return nil, false, common.Status_INTERNAL_SERVER_ERROR, fmt.Errorf("prepare block %d: %w", n, err)
+	}
+	config := block.IsConfig(b)
+	if send.cache != nil {
+		send.cache.put(ledger, n, resp, config)
+	}
+	return resp, config, common.Status_SUCCESS, nil
 }
 
 func last(height uint64) uint64 {

@@ -12,9 +12,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -54,6 +56,7 @@ type fakeLedger struct {
 	mu      sync.Mutex
 	blocks  []*common.Block
 	changed chan struct{}
+	reads   map[uint64]int // Block calls by block number
 }
 
 func (l *fakeLedger) append(b *common.Block) {
@@ -76,6 +79,10 @@ func (l *fakeLedger) Block(n uint64) (*common.Block, error) {
 	if n >= uint64(len(l.blocks)) {
 		return nil, fmt.Errorf("no block %d", n)
 	}
+	if l.reads == nil {
+		l.reads = map[uint64]int{}
+	}
+	l.reads[n]++
 	return l.blocks[n], nil
 }
 
@@ -536,4 +543,59 @@ func FuzzFilterBlock(f *testing.F) {
 		}
 		_, _ = deliver.FilterBlock(b)
 	})
+}
+
+// TestFilteredStreamsShareEachBlock: filtered streams following the chain
+// read and filter each block once between them and get the same filtered
+// blocks; each stream still has its access checked again at a config block.
+// Full-block streams do not share the filtered responses.
+func TestFilteredStreamsShareEachBlock(t *testing.T) {
+	h := newHarness(t)
+	cfgEnv, err := envelope.NewSignedEnvelope(common.HeaderType_CONFIG, "mychannel", h.signer, &common.ConfigEnvelope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b3 := block.New(3, block.HeaderHash(h.ledger.blocks[2].Header), [][]byte{marshal(cfgEnv)})
+	block.SetTxFilter(b3, []byte{0})
+	h.ledger.append(b3)
+	aclCalls := func() int {
+		h.channels.mu.Lock()
+		defer h.channels.mu.Unlock()
+		return len(h.channels.calls)
+	}
+
+	var first []*peer.DeliverResponse
+	for i := range 3 {
+		before := aclCalls()
+		resps, st := seek(t, h.client.DeliverFiltered, h.seekEnvelope(t, "mychannel", oldest, specified(3), ab.SeekInfo_BLOCK_UNTIL_READY))
+		if st != common.Status_SUCCESS || !slices.Equal(blockNumbers(t, resps), []uint64{0, 1, 2, 3}) {
+			t.Fatalf("stream %d: status %v, blocks %v", i, st, blockNumbers(t, resps))
+		}
+		if n := aclCalls() - before; n != 2 {
+			t.Errorf("stream %d: %d access checks, want 2 (the request and the config block)", i, n)
+		}
+		if i == 0 {
+			first = resps
+			continue
+		}
+		for j := range resps {
+			if !proto.Equal(resps[j], first[j]) {
+				t.Errorf("stream %d, block %d: %v, first stream got %v", i, j, resps[j], first[j])
+			}
+		}
+	}
+	if got := h.ledger.reads; !maps.Equal(got, map[uint64]int{0: 1, 1: 1, 2: 1, 3: 1}) {
+		t.Errorf("block reads %v, want each block read once", got)
+	}
+	if first[3].GetFilteredBlock().GetFilteredTransactions()[0].GetType() != common.HeaderType_CONFIG {
+		t.Errorf("block 3 filtered as %v", first[3])
+	}
+
+	resps, st := seek(t, h.client.Deliver, h.seekEnvelope(t, "mychannel", oldest, specified(3), ab.SeekInfo_BLOCK_UNTIL_READY))
+	if st != common.Status_SUCCESS || len(resps) != 4 || resps[1].GetBlock() == nil {
+		t.Fatalf("full blocks: status %v, %d responses, block 1 %v", st, len(resps), resps[1])
+	}
+	if got := h.ledger.reads; !maps.Equal(got, map[uint64]int{0: 2, 1: 2, 2: 2, 3: 2}) {
+		t.Errorf("block reads after a full-block stream %v, want 2 each", got)
+	}
 }
