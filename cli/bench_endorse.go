@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -170,6 +171,27 @@ func endorseProcesses(procs []*localnet.Process, address string) []bench.Process
 	return out
 }
 
+// networkRuntimeEnv is the GOMAXPROCS setting the local network in dir gave
+// its peers, if any, so that a chaincode service the benchmark adds shares the
+// machine as the network's own chaincode processes do.
+func networkRuntimeEnv(dir string) []string {
+	procs, err := localnet.LoadProcesses(dir)
+	if err != nil {
+		return nil
+	}
+	for _, p := range procs {
+		if p.Role != "peer" {
+			continue
+		}
+		for _, kv := range p.Env {
+			if strings.HasPrefix(kv, "GOMAXPROCS=") {
+				return []string{kv}
+			}
+		}
+	}
+	return nil
+}
+
 // ccaasProcess is a chaincode service the benchmark started.
 type ccaasProcess struct {
 	cmd    *exec.Cmd
@@ -231,6 +253,7 @@ func deployShimcheck(ctx context.Context, dir, bin string, nc *netconfig.Network
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "CHAINCODE_TLS_DISABLED=false",
 		"CHAINCODE_TLS_KEY="+key, "CHAINCODE_TLS_CERT="+cert, "CHAINCODE_CLIENT_CA_CERT="+tlsCA)
+	cmd.Env = append(cmd.Env, networkRuntimeEnv(dir)...)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start chaincode shimcheck: %w", err)
 	}
