@@ -29,7 +29,25 @@ type subPolicy struct {
 	ev   evaluator // nil when the child group has no such policy
 }
 
+func (im *implicitMeta) holds(set *signatureSet) bool {
+	remaining := im.threshold
+	for _, s := range im.subs {
+		if remaining == 0 {
+			break
+		}
+		if s.ev != nil && s.ev.holds(set) {
+			remaining--
+		}
+	}
+	return remaining == 0
+}
+
+// eval explains a failure by the sub-policies that failed, evaluated as
+// holds does; only a failing evaluation pays for the explanations.
 func (im *implicitMeta) eval(set *signatureSet) *Error {
+	if im.holds(set) {
+		return nil
+	}
 	remaining := im.threshold
 	var failed []*Error
 	for _, s := range im.subs {

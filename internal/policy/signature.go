@@ -15,8 +15,13 @@ import (
 const maxRuleDepth = 64
 
 // evaluator is a compiled policy evaluated against a shared signature set.
+// holds answers the same question as eval without building the explanation,
+// which costs more than the evaluation itself: an ImplicitMeta policy asks it
+// of every sub-policy, and ANY of several organisations fails all but one of
+// them on every successful evaluation.
 type evaluator interface {
 	eval(set *signatureSet) *Error
+	holds(set *signatureSet) bool
 }
 
 // node is a compiled SignaturePolicy: a gate (n of children) or a leaf
@@ -214,11 +219,15 @@ func (sp *signaturePolicy) match(n *node, ids []*msp.Identity, st *evalState) bo
 }
 
 func (sp *signaturePolicy) eval(set *signatureSet) *Error {
-	st := evalState{used: make([]bool, len(set.valid))}
-	if sp.match(sp.root, set.valid, &st) {
+	if sp.holds(set) {
 		return nil
 	}
 	return sp.explain(set)
+}
+
+func (sp *signaturePolicy) holds(set *signatureSet) bool {
+	st := evalState{used: make([]bool, len(set.valid))}
+	return sp.match(sp.root, set.valid, &st)
 }
 
 // explain re-runs the evaluation with tracing and builds the Error.
