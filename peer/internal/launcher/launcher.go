@@ -18,7 +18,8 @@
 // its own (a process started by someone else, e.g. the local network
 // tooling, or Fabric's dev mode) is never launched: the supervisor checks
 // the Registry before every start and steps aside when the package is
-// already served.
+// already served. Before a restart it first gives the stopped chaincode's own
+// registration time to go (Config.StaleRegistration).
 //
 // # Concurrency
 //
@@ -98,6 +99,12 @@ type Config struct {
 	// defaults 500ms and 30s. A runtime that stayed up for StableAfter
 	// (default 1m) restarts after MinBackoff again.
 	MinBackoff, MaxBackoff, StableAfter time.Duration
+	// StaleRegistration (default 5s) is how long a restart waits for the
+	// registration of the chaincode that stopped to go away before taking a
+	// registration still there for someone else's: the peer notices a dead
+	// chaincode stream only when its handler next reads from it, which can be
+	// after the process's exit is known.
+	StaleRegistration time.Duration
 	// TermTimeout is how long a stopping process may take after SIGTERM
 	// before its group is killed; default 5s (Fabric's value).
 	TermTimeout time.Duration
@@ -131,6 +138,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StableAfter <= 0 {
 		c.StableAfter = time.Minute
+	}
+	if c.StaleRegistration <= 0 {
+		c.StaleRegistration = 5 * time.Second
 	}
 	if c.TermTimeout <= 0 {
 		c.TermTimeout = 5 * time.Second
@@ -262,7 +272,12 @@ func (l *Launcher) supervise(r *runtime) {
 	}
 	log := l.log.With("package_id", r.packageID, "builder", inst.Builder)
 	backoff := l.cfg.MinBackoff
+	restarting := false
 	for {
+		if restarting {
+			l.awaitDeregistration(r.packageID)
+		}
+		restarting = true
 		if l.cfg.Registry.Registered(r.packageID) {
 			log.Info("chaincode is already registered; not launching it")
 			markStarted(nil)
@@ -292,6 +307,19 @@ func (l *Launcher) supervise(r *runtime) {
 			return
 		}
 		backoff = min(2*backoff, l.cfg.MaxBackoff)
+	}
+}
+
+// awaitDeregistration waits, up to StaleRegistration, until packageID is no
+// longer registered or the launcher closes.
+func (l *Launcher) awaitDeregistration(packageID string) {
+	deadline := time.Now().Add(l.cfg.StaleRegistration)
+	for l.cfg.Registry.Registered(packageID) && time.Now().Before(deadline) {
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-l.ctx.Done():
+			return
+		}
 	}
 }
 

@@ -44,7 +44,7 @@ type processHarness struct {
 	reg    *registry
 }
 
-func newProcessHarness(t *testing.T) *processHarness {
+func newProcessHarness(t *testing.T, opts ...func(*Config)) *processHarness {
 	t.Helper()
 	logDir := t.TempDir()
 	bdir := t.TempDir()
@@ -89,11 +89,15 @@ wait
 		t.Fatal(err)
 	}
 	reg := &registry{}
-	l, err := New(Config{
+	cfg := Config{
 		Packages: packages{id: pkg}, Builder: b, Server: noServer{}, Registry: reg, CA: ca,
 		PeerAddress: "127.0.0.1:1", PeerRootCert: ca.CertPEM(), MSPID: "Org1MSP", RunDir: t.TempDir(),
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, TermTimeout: time.Second,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	l, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +203,54 @@ func TestAlreadyRegistered(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if len(h.pids(t)) != 0 {
 		t.Fatal("launched a chaincode that was already registered")
+	}
+}
+
+// TestRestartAwaitsStaleRegistration: the registration of a chaincode
+// process that died can outlive it (the peer notices the dead stream only
+// when its handler next reads); the restart waits for it to go away instead
+// of taking it for someone else's and leaving the package unserved.
+func TestRestartAwaitsStaleRegistration(t *testing.T) {
+	h := newProcessHarness(t)
+	if err := h.l.Launch(context.Background(), h.id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first process", func() bool { return len(h.pids(t)) == 1 })
+	h.reg.registered.Store(true) // the process registered
+	if err := syscall.Kill(h.pids(t)[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The supervisor notices the exit (PID goes), then several backoffs
+	// pass before the peer drops the dead registration.
+	waitFor(t, "the exit to be noticed", func() bool { _, ok := h.l.PID(h.id); return !ok })
+	time.Sleep(300 * time.Millisecond)
+	if n := len(h.pids(t)); n != 1 {
+		t.Fatalf("%d processes started while the old registration stood", n)
+	}
+	h.reg.registered.Store(false)
+	waitFor(t, "restart", func() bool { return len(h.pids(t)) == 2 })
+}
+
+// TestRestartStepsAsideForLastingRegistration: a registration that outlasts
+// StaleRegistration after the process stopped is someone else's, and the
+// supervisor steps aside as it does at the first start.
+func TestRestartStepsAsideForLastingRegistration(t *testing.T) {
+	h := newProcessHarness(t, func(c *Config) { c.StaleRegistration = 200 * time.Millisecond })
+	if err := h.l.Launch(context.Background(), h.id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first process", func() bool { return len(h.pids(t)) == 1 })
+	h.reg.registered.Store(true)
+	if err := syscall.Kill(h.pids(t)[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the supervisor to step aside", func() bool {
+		h.l.mu.Lock()
+		defer h.l.mu.Unlock()
+		return h.l.runtimes[h.id] == nil
+	})
+	if n := len(h.pids(t)); n != 1 {
+		t.Fatalf("%d processes started for a package someone else serves", n)
 	}
 }
 
