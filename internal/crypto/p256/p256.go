@@ -8,11 +8,14 @@
 //
 // Verification works on public data only, so nothing here needs to run in
 // constant time. The point arithmetic is filippo.io/nistec (Go's own P-256
-// implementation, with its assembly); this package only chooses which points
-// to add. Table.Verify accepts exactly what crypto/ecdsa.Verify accepts for
-// the same key, digest, r and s; the tests check that against crypto/ecdsa
-// for random, mutated and edge-case inputs and the fuzz target keeps checking
-// it.
+// implementation, with its assembly); this package chooses which points to
+// add, and where nistec's assembly backs its points (arith_asm.go) it calls
+// the assembly addition directly, branching on the identity and on equal
+// inputs instead of computing a doubling and selecting in constant time, and
+// compares x(R) with r as X = r·Z² without inverting Z. Table.Verify accepts
+// exactly what crypto/ecdsa.Verify accepts for the same key, digest, r and s;
+// the tests check that against crypto/ecdsa for random, mutated and
+// edge-case inputs and the fuzz target keeps checking it.
 package p256
 
 import (
@@ -109,19 +112,13 @@ func (t *Table) Verify(hash []byte, r, s *big.Int) bool {
 	if err != nil {
 		return false
 	}
-	p.Add(p, t.mul(limbs(u2)))
-	x, err := p.BytesX()
-	if err != nil { // the point at infinity
-		return false
-	}
-	v := new(big.Int).SetBytes(x)
-	return v.Mod(v, order).Cmp(r) == 0
+	add(p, p, t.mul(limbs(u2)))
+	return xMatches(p, r)
 }
 
 // mul returns k·Q for 0 ≤ k < n: one addition per non-zero signed digit of
-// k, read from the least significant end. nistec's addition is complete, so
-// sums that meet the identity or a point equal to the accumulator need no
-// special case.
+// k, read from the least significant end. add handles sums that meet the
+// identity or a point equal to the accumulator.
 func (t *Table) mul(k *[4]uint64) *nistec.P256Point {
 	acc := nistec.NewP256Point() // the identity
 	var neg nistec.P256Point
@@ -148,7 +145,7 @@ func (t *Table) mul(k *[4]uint64) *nistec.P256Point {
 			first = false
 			continue
 		}
-		acc.Add(acc, p)
+		add(acc, acc, p)
 	}
 	return acc
 }
