@@ -141,3 +141,63 @@ func TestXMatches(t *testing.T) {
 		t.Fatalf("x = %x ≥ n: r + 1 matched", x)
 	}
 }
+
+// TestAffineRows: the batch conversion gives the same points, whatever
+// their Z.
+func TestAffineRows(t *testing.T) {
+	if montOne != toMont(big.NewInt(1)) {
+		t.Fatalf("montOne = %x, want 1 in the Montgomery domain", montOne)
+	}
+	rng := mrand.New(mrand.NewPCG(9, 10))
+	points := make([]nistec.P256Point, 20)
+	for i := range points {
+		points[i].Set(rescale(randomPoint(t, rng), big.NewInt(int64(rng.Uint32())+2)))
+	}
+	aff, err := affineRows(points)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range points {
+		var p nistec.P256Point
+		setAffine(&p, &aff[i], 0)
+		if !bytes.Equal(p.Bytes(), points[i].Bytes()) {
+			t.Fatalf("point %d: affine %x, want %x", i, p.Bytes(), points[i].Bytes())
+		}
+		setAffine(&p, &aff[i], 1)
+		if !bytes.Equal(p.Bytes(), nistec.NewP256Point().Negate(&points[i]).Bytes()) {
+			t.Fatalf("point %d: negated affine differs", i)
+		}
+	}
+	points[3] = *nistec.NewP256Point()
+	if _, err := affineRows(points); err == nil {
+		t.Fatal("a row holding the identity was accepted")
+	}
+}
+
+// TestAddDigitMeetsItself: when the accumulator equals the point added, or
+// its negation, the mixed addition cannot be used; the sum must still be the
+// doubling or the identity, and adding to the identity must give the point.
+func TestAddDigitMeetsItself(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(11, 12))
+	for range 20 {
+		a := randomPoint(t, rng)
+		rows, err := affineRows([]nistec.P256Point{*a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		acc := rescale(a, big.NewInt(int64(rng.Uint32())+2))
+		addDigit(acc, rows, 0, 1)
+		if want := nistec.NewP256Point().Double(a); !bytes.Equal(acc.Bytes(), want.Bytes()) {
+			t.Fatalf("a + a = %x, want %x", acc.Bytes(), want.Bytes())
+		}
+		acc = rescale(a, big.NewInt(int64(rng.Uint32())+2))
+		addDigit(acc, rows, 0, -1)
+		if coords(acc).z != (element{}) {
+			t.Fatalf("a − a = %x, want the identity", acc.Bytes())
+		}
+		addDigit(acc, rows, 0, -1)
+		if want := nistec.NewP256Point().Negate(a); !bytes.Equal(acc.Bytes(), want.Bytes()) {
+			t.Fatalf("0 − a = %x, want %x", acc.Bytes(), want.Bytes())
+		}
+	}
+}

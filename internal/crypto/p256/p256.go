@@ -48,7 +48,9 @@ const (
 	windowMask = 1<<windowBits - 1
 )
 
-// TableBytes is the approximate memory one Table holds.
+// TableBytes bounds the memory one Table holds (its multiples as projective
+// points; the affine form kept where nistec's assembly is used takes two
+// thirds of it).
 const TableBytes = windows * perWindow * 96
 
 // order is the order n of the P-256 group.
@@ -57,8 +59,12 @@ var order = elliptic.P256().Params().N
 // Table is a P-256 public key with its precomputed multiples. It is immutable
 // and safe for concurrent use.
 type Table struct {
-	// points[i*perWindow+j-1] = j·2^(windowBits·i)·Q for j in 1..perWindow.
+	// points[i*perWindow+j-1] = j·2^(windowBits·i)·Q for j in 1..perWindow,
+	// where the build adds with nistec's public API (arith_noasm.go).
 	points []nistec.P256Point
+	// aff holds the same multiples in affine form where the build adds with
+	// nistec's assembly (arith_asm.go); points is then dropped.
+	aff []affinePoint
 }
 
 // NewTable precomputes the multiples of pub, which must be a P-256 key on the
@@ -75,6 +81,11 @@ func NewTable(pub *ecdsa.PublicKey) (*Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p256: public key is not on the curve: %w", err)
 	}
+	return newTable(q)
+}
+
+// newTable builds the table of q's multiples.
+func newTable(q *nistec.P256Point) (*Table, error) {
 	t := &Table{points: make([]nistec.P256Point, windows*perWindow)}
 	base := q
 	for i := 0; i < windows; i++ {
@@ -87,7 +98,7 @@ func NewTable(pub *ecdsa.PublicKey) (*Table, error) {
 		// one.
 		base = nistec.NewP256Point().Double(&row[perWindow-1])
 	}
-	return t, nil
+	return t, t.prepare()
 }
 
 // Verify reports whether (r, s) is a valid ECDSA signature by the table's key
@@ -107,47 +118,23 @@ func (t *Table) Verify(hash []byte, r, s *big.Int) bool {
 	u1.Mul(u1, w).Mod(u1, order)
 	u2 := w.Mul(r, w).Mod(w, order)
 
-	var b1 [32]byte
-	p, err := nistec.NewP256Point().ScalarBaseMult(u1.FillBytes(b1[:]))
-	if err != nil {
-		return false
-	}
-	add(p, p, t.mul(limbs(u2)))
-	return xMatches(p, r)
+	p := t.sum(limbs(u1), limbs(u2))
+	return p != nil && xMatches(p, r)
 }
 
-// mul returns k·Q for 0 ≤ k < n: one addition per non-zero signed digit of
-// k, read from the least significant end. add handles sums that meet the
-// identity or a point equal to the accumulator.
-func (t *Table) mul(k *[4]uint64) *nistec.P256Point {
-	acc := nistec.NewP256Point() // the identity
-	var neg nistec.P256Point
-	first := true
-	carry := 0
-	for i := 0; i < windows; i++ {
-		d := window(k, i*windowBits) + carry
-		carry = 0
-		if d > perWindow {
-			d -= 1 << windowBits
-			carry = 1
-		}
-		if d == 0 {
-			continue
-		}
-		var p *nistec.P256Point
-		if d > 0 {
-			p = &t.points[i*perWindow+d-1]
-		} else {
-			p = neg.Negate(&t.points[i*perWindow-d-1])
-		}
-		if first { // the identity plus p is p: skip the addition
-			acc.Set(p)
-			first = false
-			continue
-		}
-		add(acc, acc, p)
+// affinePoint is a point as (x, y) in the Montgomery domain, the layout of
+// nistec's assembly for precomputed points (used only where it is built).
+type affinePoint struct{ x, y [4]uint64 }
+
+// digit returns the signed digit of window i of k, given the carry out of
+// window i-1, and the carry into window i+1. Digits are in
+// [-perWindow+1, perWindow], so a table needs only the positive multiples.
+func digit(k *[4]uint64, i, carry int) (d, carryOut int) {
+	d = window(k, i*windowBits) + carry
+	if d > perWindow {
+		return d - 1<<windowBits, 1
 	}
-	return acc
+	return d, 0
 }
 
 // window returns the windowBits bits of the little-endian limbs k starting at
