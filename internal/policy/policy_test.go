@@ -461,26 +461,14 @@ func BenchmarkEvaluateAND2Verified(b *testing.B) {
 	}
 }
 
-func BenchmarkChannelWriters(b *testing.B) {
-	f := newFixture(b)
-	pm, err := NewManager(channelGroup(b), f.ids)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, _ := pm.Policy("/Channel/Writers")
-	signed := f.sign(b, "Org3MSP.client")
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := p.Evaluate(signed); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
+func BenchmarkChannelWriters(b *testing.B) { benchChannelWriters(b, false) }
 
 // BenchmarkChannelWritersVerified is BenchmarkChannelWriters without the
 // ECDSA check: the ImplicitMeta walk, where Org1's and Org2's Writers fail for
 // Org3's client before Org3's hold.
-func BenchmarkChannelWritersVerified(b *testing.B) {
+func BenchmarkChannelWritersVerified(b *testing.B) { benchChannelWriters(b, true) }
+
+func benchChannelWriters(b *testing.B, verified bool) {
 	f := newFixture(b)
 	pm, err := NewManager(channelGroup(b), f.ids)
 	if err != nil {
@@ -488,7 +476,7 @@ func BenchmarkChannelWritersVerified(b *testing.B) {
 	}
 	p, _ := pm.Policy("/Channel/Writers")
 	signed := f.sign(b, "Org3MSP.client")
-	signed[0].SignatureVerified = true
+	signed[0].SignatureVerified = verified
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := p.Evaluate(signed); err != nil {
