@@ -3,6 +3,7 @@
 package p256
 
 import (
+	"crypto/elliptic"
 	"errors"
 	"math/big"
 	"sync"
@@ -77,15 +78,7 @@ var montOne = element{0x0000000000000001, 0xffffffff00000000, 0xffffffffffffffff
 var rr = element{0x0000000000000003, 0xfffffffbffffffff, 0xfffffffffffffffe, 0x00000004fffffffd}
 
 // fieldP is the P-256 field prime p.
-var fieldP = mustHex("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff")
-
-func mustHex(s string) *big.Int {
-	v, ok := new(big.Int).SetString(s, 16)
-	if !ok {
-		panic("p256: bad constant " + s)
-	}
-	return v
-}
+var fieldP = elliptic.P256().Params().P
 
 // add sets r = a + b in variable time: the identity and equal inputs are
 // branched on (they depend only on public data here), so a sum costs one
@@ -186,10 +179,10 @@ var baseTable = sync.OnceValue(func() *Table {
 	return t
 })
 
-// sum returns u1·G + u2·Q, one mixed addition per non-zero digit of either
-// scalar, the two interleaved in one accumulator.
-func (t *Table) sum(u1, u2 *[4]uint64) *nistec.P256Point {
-	return sumOf(baseTable().aff, u1, t.aff, u2)
+// sum returns u1·G + u2·Q (0 ≤ u1, u2 < n), one mixed addition per non-zero
+// digit of either scalar, the two interleaved in one accumulator.
+func (t *Table) sum(u1, u2 *big.Int) *nistec.P256Point {
+	return sumOf(baseTable().aff, limbs(u1), t.aff, limbs(u2))
 }
 
 // mul returns k·Q for 0 ≤ k < n.

@@ -38,9 +38,6 @@ func TestArithmeticMatchesNistec(t *testing.T) {
 	if got, want := rr, toMont(new(big.Int).Lsh(big.NewInt(1), 256)); got != want {
 		t.Fatalf("rr = %x, want R² mod p = %x", got, want)
 	}
-	if fieldP.Cmp(elliptic.P256().Params().P) != 0 {
-		t.Fatal("fieldP is not P-256's prime")
-	}
 	g := nistec.NewP256Point().SetGenerator()
 	params := elliptic.P256().Params()
 	if c := coords(g); c.x != toMont(params.Gx) || c.y != toMont(params.Gy) || c.z != toMont(big.NewInt(1)) {
@@ -200,4 +197,49 @@ func TestAddDigitMeetsItself(t *testing.T) {
 			t.Fatalf("0 − a = %x, want %x", acc.Bytes(), want.Bytes())
 		}
 	}
+}
+
+// BenchmarkAdditions compares one point addition through nistec's public,
+// constant-time Add with the assembly entry points verification calls, and
+// the inversion BytesX costs.
+func BenchmarkAdditions(b *testing.B) {
+	rng := mrand.New(mrand.NewPCG(13, 14))
+	point := func() *nistec.P256Point {
+		var k [32]byte
+		for i := range k {
+			k[i] = byte(rng.Uint32())
+		}
+		p, err := nistec.NewP256Point().ScalarBaseMult(k[:])
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	p, q := point(), point()
+	rows, err := affineRows([]nistec.P256Point{*q})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("public-Add", func(b *testing.B) {
+		for b.Loop() {
+			p.Add(p, q)
+		}
+	})
+	b.Run("assembly-add", func(b *testing.B) {
+		for b.Loop() {
+			add(p, p, q)
+		}
+	})
+	b.Run("mixed-add", func(b *testing.B) {
+		for b.Loop() {
+			p256PointAddAffineAsm(p, p, &rows[0], 0, 1, 1)
+		}
+	})
+	b.Run("BytesX", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := p.BytesX(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

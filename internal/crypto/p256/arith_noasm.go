@@ -13,19 +13,14 @@ import (
 
 func (t *Table) prepare() error { return nil }
 
-// sum returns u1·G + u2·Q.
-func (t *Table) sum(u1, u2 *[4]uint64) *nistec.P256Point {
+// sum returns u1·G + u2·Q (0 ≤ u1, u2 < n).
+func (t *Table) sum(u1, u2 *big.Int) *nistec.P256Point {
 	var b [32]byte
-	for i, l := range u1 {
-		for j := range 8 {
-			b[31-8*i-j] = byte(l >> (8 * j))
-		}
-	}
-	p, err := nistec.NewP256Point().ScalarBaseMult(b[:])
+	p, err := nistec.NewP256Point().ScalarBaseMult(u1.FillBytes(b[:]))
 	if err != nil {
 		return nil
 	}
-	return p.Add(p, t.mul(u2))
+	return p.Add(p, t.mul(limbs(u2)))
 }
 
 // mul returns k·Q for 0 ≤ k < n: one addition per non-zero signed digit of

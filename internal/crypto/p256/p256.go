@@ -118,7 +118,7 @@ func (t *Table) Verify(hash []byte, r, s *big.Int) bool {
 	u1.Mul(u1, w).Mod(u1, order)
 	u2 := w.Mul(r, w).Mod(w, order)
 
-	p := t.sum(limbs(u1), limbs(u2))
+	p := t.sum(u1, u2)
 	return p != nil && xMatches(p, r)
 }
 
